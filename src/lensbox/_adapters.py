@@ -1,0 +1,329 @@
+"""One interface over every TransformerLens generation.
+
+:func:`adapt` looks at a model object and returns a :class:`ModelAdapter` that knows
+its sizes, its residual-stream hook names, its final norm and unembedding, and its
+tokenizer. The rest of lensbox talks only to the adapter. See ``README_adapters.md``
+beside this file for the facts each branch relies on.
+"""
+
+import hashlib
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ._errors import InputError, ModelError
+from ._sites import Site, SiteKind, SiteLike, parse_sites, resolve_site, valid_site_names
+
+Inputs = Union[str, Sequence[str], Tensor, Sequence[int]]
+
+_SUPPORTED = (
+    "transformer_lens TransformerBridge (4.x, raw or after enable_compatibility_mode()), "
+    "transformer_lens HookedTransformer (2.x/3.x) and its subclasses (e.g. sae_lens.HookedSAETransformer)"
+)
+
+
+def _class_names(obj: Any) -> List[str]:
+    return [cls.__name__ for cls in type(obj).__mro__]
+
+
+def _generation(model: Any) -> str:
+    names = _class_names(model)
+    if "TransformerBridge" in names:
+        return "bridge-compat" if getattr(model, "compatibility_mode", False) else "bridge"
+    if "HookedTransformer" in names:
+        return "hooked-transformer"
+    raise ModelError(
+        "lensbox cannot analyse this object: it is not a hooked TransformerLens model.",
+        expected=_SUPPORTED,
+        received=f"{type(model).__module__}.{type(model).__qualname__}",
+        fix=(
+            "wrap a Hugging Face model with TransformerBridge.boot_transformers(name, hf_model=..., "
+            "tokenizer=...), or load one with lensbox.load_model()"
+        ),
+    )
+
+
+class ModelAdapter:
+    """The model-facing interface every lensbox analyzer uses.
+
+    Build one with :func:`adapt`; you rarely need it directly. It exposes sizes,
+    residual-stream sites and their hook names, the model's final norm and
+    unembedding, tokenization and readable token labels.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.generation = _generation(model)
+        self.model = model
+        cfg = model.cfg
+        self.n_layers: int = int(cfg.n_layers)
+        self.d_model: int = int(cfg.d_model)
+        self.d_vocab: int = int(self.W_U.shape[-1])
+        self.n_ctx: int = int(getattr(cfg, "n_ctx", 0) or 0)
+        self.model_name: str = str(getattr(cfg, "model_name", None) or type(model).__name__)
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelAdapter({self.model_name!r}, generation={self.generation!r}, n_layers={self.n_layers}, "
+            f"d_model={self.d_model}, d_vocab={self.d_vocab})"
+        )
+
+    # ------------------------------------------------------------------ sizes and weights
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.model, "tokenizer", None)
+
+    @property
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        return self.model.W_E
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
+        return self.model.W_U
+
+    @property
+    def b_U(self) -> Float[Tensor, "d_vocab"]:
+        b = getattr(self.model, "b_U", None)
+        if b is None:
+            return torch.zeros(self.W_U.shape[-1], dtype=self.W_U.dtype, device=self.W_U.device)
+        return b
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_U.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_U.dtype
+
+    # ------------------------------------------------------------------ sites
+    def site(self, site: SiteLike) -> Site:
+        """Validate one site for this model (an unknown one lists the valid choices)."""
+        return resolve_site(site, self.n_layers)
+
+    def sites(self, spec: Any = None, *, include_mid: bool = False) -> List[Site]:
+        """Resolve a selection (None/'all', '0-5,final', a list, ...) into sorted sites."""
+        return parse_sites(spec, self.n_layers, include_mid=include_mid)
+
+    def valid_sites(self) -> str:
+        return valid_site_names(self.n_layers)
+
+    def hook_name(self, site: SiteLike) -> str:
+        """The TransformerLens hook name that carries ``site`` on this model."""
+        s = self.site(site)
+        if s.kind is SiteKind.EMBED:
+            return "blocks.0.hook_resid_pre"
+        return f"blocks.{s.layer}.hook_{s.kind.value}"
+
+    # ------------------------------------------------------------------ decoding
+    def final_norm(self, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_model"]:
+        """Apply the model's own final normalisation (identity when the model has none)."""
+        ln = getattr(self.model, "ln_final", None)
+        if ln is None:
+            return resid
+        return ln(resid)
+
+    def unembed(self, normed: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_vocab"]:
+        """``normed @ W_U + b_U``, in the dtype of ``normed``."""
+        W_U = self.W_U
+        return normed @ W_U.to(normed.dtype) + self.b_U.to(normed.dtype)
+
+    def decode(self, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_vocab"]:
+        """Final norm then unembedding: the logit lens decoder."""
+        return self.unembed(self.final_norm(resid))
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """A tolerance-comparable identity of the decoder (final norm + unembedding).
+
+        Decodes eight fixed pseudo-random vectors and keeps their top token ids and a
+        few log-probabilities. It is the same for a raw bridge, a compatibility-mode
+        bridge and a HookedTransformer of the same weights, and differs between models.
+        """
+        gen = torch.Generator().manual_seed(20240229)
+        probes = torch.randn(8, self.d_model, generator=gen).to(self.device, self.dtype)
+        with torch.no_grad():
+            lp = self.decode(probes).float().log_softmax(-1)
+        top = lp.topk(3, dim=-1)
+        digest = hashlib.sha256(top.indices.cpu().numpy().tobytes()).hexdigest()[:16]
+        return {
+            "d_model": self.d_model,
+            "d_vocab": self.d_vocab,
+            "n_layers": self.n_layers,
+            "top_ids": top.indices.cpu().tolist(),
+            "top_logprobs": [[round(v, 4) for v in row] for row in top.values.cpu().tolist()],
+            "digest": digest,
+        }
+
+    # ------------------------------------------------------------------ tokens
+    def to_tokens(self, inputs: Inputs, *, prepend_bos: Optional[bool] = None) -> Int[Tensor, "batch pos"]:
+        """Tokenize text (or validate token ids) into a ``[batch, pos]`` tensor on the model's device."""
+        if isinstance(inputs, Tensor):
+            tokens = inputs
+            if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+                raise InputError(
+                    "Token ids must be integers.",
+                    expected="an integer tensor of token ids, shape [pos] or [batch, pos]",
+                    received=f"dtype {tokens.dtype}, shape {tuple(tokens.shape)}",
+                    fix="pass model.to_tokens(text) or the text itself",
+                )
+            if tokens.ndim == 1:
+                tokens = tokens[None]
+            if tokens.ndim != 2:
+                raise InputError(
+                    "Token ids have the wrong number of dimensions.",
+                    expected="[pos] or [batch, pos]",
+                    received=f"shape {tuple(tokens.shape)}",
+                    fix="reshape to [batch, pos]",
+                )
+            if tokens.device != self.device:
+                raise InputError(
+                    "The token ids and the model are on different devices.",
+                    expected=f"tokens on {self.device} (where the model is)",
+                    received=f"tokens on {tokens.device}",
+                    fix=f"call tokens.to({str(self.device)!r}) or move the model",
+                )
+        elif isinstance(inputs, str) or (
+            isinstance(inputs, Sequence) and len(inputs) > 0 and all(isinstance(t, str) for t in inputs)
+        ):
+            texts = [inputs] if isinstance(inputs, str) else list(inputs)
+            for t in texts:
+                if not t.strip():
+                    raise InputError(
+                        "Cannot analyse empty text.",
+                        expected="a non-empty string",
+                        received=repr(t),
+                        fix="pass the prompt you want to analyse, e.g. 'The capital of France is'",
+                    )
+            rows = [self._tokenize_one(t, prepend_bos) for t in texts]
+            lengths = {len(r) for r in rows}
+            if len(lengths) > 1:
+                raise InputError(
+                    "Texts in one batch tokenize to different lengths.",
+                    expected="texts of the same token length (no padding is applied)",
+                    received=f"token lengths {[len(r) for r in rows]}",
+                    fix="analyse the texts one at a time, or pass an equal-length token tensor",
+                )
+            tokens = torch.tensor(rows, dtype=torch.long, device=self.device)
+        elif isinstance(inputs, Sequence) and len(inputs) > 0 and all(isinstance(t, int) for t in inputs):
+            tokens = torch.tensor([list(inputs)], dtype=torch.long, device=self.device)
+        else:
+            raise InputError(
+                "Cannot read these inputs.",
+                expected="a string, a list of strings, a list of token ids, or an integer tensor [batch, pos]",
+                received=f"{type(inputs).__name__}: {str(inputs)[:80]!r}",
+                fix="pass the prompt text",
+            )
+        if tokens.shape[-1] == 0 or tokens.shape[0] == 0:
+            raise InputError(
+                "Cannot analyse an empty sequence.",
+                expected="at least one token",
+                received=f"shape {tuple(tokens.shape)}",
+                fix="pass non-empty text",
+            )
+        if self.n_ctx and tokens.shape[-1] > self.n_ctx:
+            raise InputError(
+                "The input is longer than the model's context window.",
+                expected=f"at most {self.n_ctx} tokens",
+                received=f"{tokens.shape[-1]} tokens",
+                fix=f"truncate the text, e.g. tokens[:, :{self.n_ctx}], or split it into windows",
+            )
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= self.d_vocab:
+            raise InputError(
+                "Token ids fall outside the model's vocabulary.",
+                expected=f"ids in 0..{self.d_vocab - 1}",
+                received=f"ids in {lo}..{hi}",
+                fix="tokenize with this model's own tokenizer",
+            )
+        return tokens.long()
+
+    def _tokenize_one(self, text: str, prepend_bos: Optional[bool]) -> List[int]:
+        if self.tokenizer is None:
+            raise ModelError(
+                "This model has no tokenizer, so text cannot be tokenized.",
+                expected="a model with model.tokenizer set",
+                received="model.tokenizer is None",
+                fix="pass token ids instead of text, or attach a tokenizer",
+            )
+        kwargs = {} if prepend_bos is None else {"prepend_bos": prepend_bos}
+        toks = self.model.to_tokens(text, **kwargs, truncate=False)
+        return [int(t) for t in toks[0].tolist()]
+
+    def token_label(self, token_id: int) -> str:
+        """A readable label for one token id (visible spaces, bytes shown as hex)."""
+        from ._tokens import token_label
+
+        return token_label(self.tokenizer, int(token_id))
+
+    def token_labels(self, ids: Union[Sequence[int], Tensor]) -> List[str]:
+        """Readable labels for a sequence; byte tokens of one character are joined into UTF-8."""
+        from ._tokens import sequence_labels
+
+        if isinstance(ids, Tensor):
+            ids = [int(i) for i in ids.reshape(-1).tolist()]
+        return sequence_labels(self.tokenizer, [int(i) for i in ids])
+
+    # ------------------------------------------------------------------ running
+    def run_and_capture(
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        sites: Sequence[Site],
+    ) -> Dict[Site, Float[Tensor, "batch pos d_model"]]:
+        """One forward pass that stores only the residual streams at ``sites``."""
+        wanted: Dict[str, List[Site]] = {}
+        for s in sites:
+            wanted.setdefault(self.hook_name(s), []).append(s)
+        store: Dict[Site, Tensor] = {}
+
+        def make_hook(group: List[Site]) -> Callable[..., None]:
+            def hook(act: Tensor, hook: Any = None) -> None:
+                for s in group:
+                    store[s] = act.detach()
+
+            return hook
+
+        hooks = [(name, make_hook(group)) for name, group in wanted.items()]
+        with torch.no_grad():
+            self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None)
+        missing = [s for s in sites if s not in store]
+        if missing:
+            raise ModelError(
+                "The forward pass did not reach some hook points.",
+                expected=", ".join(self.hook_name(s) for s in missing),
+                received=f"hooks fired: {sorted({self.hook_name(s) for s in store})}",
+                fix="report this model type to lensbox; its hook names differ from TransformerLens's",
+            )
+        return store
+
+    def run_blocks_from(
+        self,
+        resid: Float[Tensor, "batch pos d_model"],
+        start_layer: int,
+        tokens: Int[Tensor, "batch pos"],
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """Run blocks ``start_layer .. n_layers-1`` on ``resid`` (in place of resid_pre.start_layer)."""
+        start = self.site(Site.resid_pre(start_layer) if start_layer > 0 else Site.embed())
+        last = Site.resid_post(self.n_layers - 1)
+        out: Dict[str, Tensor] = {}
+
+        def replace(act: Tensor, hook: Any = None) -> Tensor:
+            return resid.to(act.dtype)
+
+        def capture(act: Tensor, hook: Any = None) -> None:
+            out["final"] = act.detach()
+
+        with torch.no_grad():
+            self.model.run_with_hooks(
+                tokens,
+                fwd_hooks=[(self.hook_name(start), replace), (self.hook_name(last), capture)],
+                return_type=None,
+            )
+        return out["final"]
+
+
+def adapt(model: Any) -> ModelAdapter:
+    """Return the :class:`ModelAdapter` for a hooked model (or pass an adapter through)."""
+    if isinstance(model, ModelAdapter):
+        return model
+    return ModelAdapter(model)

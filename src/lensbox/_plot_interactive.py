@@ -1,0 +1,159 @@
+"""Interactive heatmap for notebooks (plotly, optional).
+
+plotly is imported only when :func:`plot_heatmap_interactive` is called; lensbox does not
+depend on it. Hovering a cell shows the site, the position, the input and target tokens,
+the top-k decoded tokens with their probabilities and the coloured metric.
+"""
+
+import html
+import math
+from typing import Any, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ._errors import InputError
+from ._plot import (
+    HEATMAP_METRICS,
+    PositionSpec,
+    _check_batch,
+    _resolve_metric,
+    _select_rows,
+    _site_axis_label,
+    clip_label,
+    heatmap_values,
+    select_positions,
+)
+from ._result import LensResult
+from ._sites import SiteLike
+
+Number = Union[int, float]
+
+_PLOTLY_SCALES = {"Blues": "Blues", "magma_r": "Magma_r"}
+
+
+def _import_plotly() -> Any:
+    try:
+        import plotly.graph_objects as go
+    except ImportError as exc:
+        raise InputError(
+            "The interactive heatmap needs plotly, which is not installed.",
+            expected="the optional package plotly (>= 5)",
+            received=f"ImportError: {exc}",
+            fix="pip install plotly, or use lensbox's static plot_heatmap (matplotlib) instead",
+        ) from exc
+    return go
+
+
+def plot_heatmap_interactive(
+    result: LensResult,
+    metric: str = "top1",
+    *,
+    batch: int = 0,
+    positions: PositionSpec = None,
+    max_positions: int = 24,
+    sites: Optional[Sequence[SiteLike]] = None,
+    vmin: Optional[Number] = None,
+    vmax: Optional[Number] = None,
+    label_chars: int = 8,
+    outline: bool = True,
+    title: Optional[str] = None,
+) -> Any:
+    """The logit-lens heatmap as a plotly Figure (same layout and arguments as ``plot_heatmap``).
+
+    Rank metrics are coloured by ``log10(rank)``. Cells agreeing with the final top-1 are
+    outlined; ``(*)`` on a top label marks a position whose final top-1 is the true next token.
+    Requires plotly (``pip install plotly``).
+    """
+    go = _import_plotly()
+    name = _resolve_metric(metric)
+    b = _check_batch(result, batch)
+    n_pos = int(result.tokens.shape[1])
+    cols = select_positions(n_pos, positions, default_max=max_positions)
+    rows = _select_rows(result, sites)
+    desc, bar_label, cmap, scale = HEATMAP_METRICS[name]
+    values = heatmap_values(result, name, batch=b)[np.ix_(rows, cols)]
+    colour = np.log10(values) if scale == "rank" else values
+    if scale == "prob":
+        zmin, zmax = (0.0 if vmin is None else vmin), (1.0 if vmax is None else vmax)
+    else:
+        finite = colour[np.isfinite(colour)]
+        zmin = (math.log10(vmin) if scale == "rank" else vmin) if vmin is not None else (
+            float(finite.min()) if finite.size else 0.0)
+        zmax = (math.log10(vmax) if scale == "rank" else vmax) if vmax is not None else (
+            float(np.percentile(finite, 98)) if finite.size else 1.0)
+    labels_in = result.input_labels[b]
+    final = result.final_top1[b]
+    toks = result.tokens[b]
+    k = int(result.top_ids.shape[-1])
+    probs = result.top_logprobs[b].exp()
+
+    text: List[List[str]] = []
+    hover: List[List[str]] = []
+    for r in rows:
+        row_text, row_hover = [], []
+        for c in cols:
+            top = result.top_labels[b][r][c]
+            row_text.append(html.escape(clip_label(top[0], label_chars)))
+            lines = [f"{html.escape(t)}: {float(probs[r, c, j]):.3f}" for j, t in enumerate(top[:k])]
+            target = html.escape(labels_in[c + 1]) if c + 1 < n_pos else "(none: last position)"
+            v = values[rows.index(r), cols.index(c)]
+            shown = "n/a" if not np.isfinite(v) else (f"{int(v)}" if scale == "rank" else f"{v:.4g}")
+            row_hover.append(
+                f"<b>{result.sites[r].name}</b>, position {c}<br>input: {html.escape(labels_in[c])}"
+                f"<br>target: {target}<br>{html.escape(bar_label)}: {shown}<br>top-{k}:<br>" + "<br>".join(lines)
+            )
+        text.append(row_text)
+        hover.append(row_hover)
+
+    z = np.where(np.isfinite(colour), colour, np.nan)
+    heat = go.Heatmap(
+        z=z.tolist(),
+        x=list(range(len(cols))),
+        y=list(range(len(rows))),
+        text=text,
+        texttemplate="%{text}",
+        textfont={"size": 10},
+        customdata=hover,
+        hovertemplate="%{customdata}<extra></extra>",
+        colorscale=_PLOTLY_SCALES.get(cmap, cmap),
+        zmin=zmin,
+        zmax=zmax,
+        colorbar={"title": {"text": ("log10 " if scale == "rank" else "") + bar_label}},
+    )
+    fig = go.Figure(heat)
+    if outline:
+        for ri, r in enumerate(rows):
+            for ci, c in enumerate(cols):
+                if int(result.top_ids[b, r, c, 0]) == int(final[c]):
+                    fig.add_shape(
+                        type="rect", x0=ci - 0.46, x1=ci + 0.46, y0=ri - 0.44, y1=ri + 0.44,
+                        line={"color": "#111111", "width": 1.5}, name="agree",
+                    )
+    top_labels = []
+    for c in cols:
+        if c + 1 < n_pos:
+            star = " (*)" if int(final[c]) == int(toks[c + 1]) else ""
+            top_labels.append(html.escape(clip_label(labels_in[c + 1], label_chars)) + star)
+        else:
+            top_labels.append("—")
+    fig.update_layout(
+        title={"text": html.escape(title if title is not None else
+                                   f"{result.lens} on {result.model_name} — colour: {desc}"), "font": {"size": 13},
+               "y": 0.99, "yref": "container", "yanchor": "top"},
+        xaxis={"tickmode": "array", "tickvals": list(range(len(cols))), "tickangle": -45,
+               "ticktext": [html.escape(clip_label(labels_in[c], label_chars)) for c in cols],
+               "title": {"text": "input token (position i)"}},
+        xaxis2={"tickmode": "array", "tickvals": list(range(len(cols))), "ticktext": top_labels, "tickangle": -45,
+                "overlaying": "x", "side": "top", "matches": "x",
+                "title": {"text": "next token; (*) = model's final top-1 is right"}},
+        yaxis={"tickmode": "array", "tickvals": list(range(len(rows))),
+               "ticktext": [_site_axis_label(result.sites[r]) for r in rows], "title": {"text": "site"}},
+        width=int(160 + 70 * len(cols)),
+        height=int(300 + 28 * len(rows)),
+        plot_bgcolor="#d9d9d9",
+        margin={"t": 190},
+    )
+    # An invisible trace on the top axis makes plotly draw its tick labels.
+    fig.add_trace(go.Scatter(x=list(range(len(cols))), y=[None] * len(cols), xaxis="x2", showlegend=False,
+                             hoverinfo="skip"))
+    return fig

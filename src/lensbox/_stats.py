@@ -1,0 +1,475 @@
+"""The chunked statistics engine behind every lens.
+
+In one pass over chunks of (site, position) rows it computes, per site and position:
+top-k tokens, log-prob and rank of the next token and of the final top-1, KL to the
+final and to the input-layer distribution in both directions, entropy and
+cross-entropy. The work buffers (two float32 and two boolean ``[chunk_rows, vocab]``
+arrays) are allocated once per call, whatever the sequence length; no
+``[sites, positions, vocab]`` tensor ever exists.
+
+Cost is dominated by the unembedding matmul. Per chunk the rest is a handful of passes
+over the logits: a blocked top-k (which also yields the max), two packed comparison
+counts for the ranks, one clamped ``exp``, two batched matmuls for every sum against the
+final / input distributions (blocked over the vocabulary for float32 accuracy) and one
+product-sum for the entropy. Per-row results are kept raw (max, sums, dot products) and
+turned into statistics once at the end, so per-chunk work is a few large ops.
+
+Numerics: the reference distributions are normalised with cascade sums (not
+``log_softmax``, whose float32 normaliser is ~2e-5 off over a 49k vocabulary), and
+``sum_v q_v log p_v`` keeps ``sum_v q_v`` explicitly; on SmolLM2, whose embedding-layer
+logits reach +-200, every statistic stays within 1e-4 of a float64 computation.
+"""
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ._adapters import ModelAdapter
+from ._decoders import Decoder, EmbedTransposeDecoder
+from ._errors import InputError, NonFiniteError
+from ._sites import Site
+
+STAT_FIELDS = (
+    "next_logprob",
+    "next_rank",
+    "final_top1_logprob",
+    "final_top1_rank",
+    "kl_final",
+    "kl_final_reverse",
+    "kl_input",
+    "kl_input_reverse",
+    "entropy",
+)
+
+
+def check_finite(streams: Dict[Site, Tensor], on_nonfinite: str = "raise") -> Dict[Site, Tensor]:
+    """Find NaN/inf activations; raise, or return a per-site ``[batch, pos]`` mask of bad cells."""
+    if on_nonfinite not in {"raise", "mark"}:
+        raise InputError(
+            "Unknown on_nonfinite policy.",
+            expected="'raise' or 'mark'",
+            received=repr(on_nonfinite),
+            fix="use on_nonfinite='raise' (default) or 'mark' (NaN statistics for those cells)",
+        )
+    acts = list(streams.values())
+    if acts and len({(a.shape, a.dtype, a.device) for a in acts}) == 1:
+        # One stacked check (a handful of ops) in the common, all-finite case.
+        if bool(torch.isfinite(torch.stack(acts)).all()):
+            return {}
+    bad: Dict[Site, Tensor] = {}
+    for site, act in streams.items():
+        mask = ~torch.isfinite(act).all(dim=-1)
+        if bool(mask.any()):
+            bad[site] = mask
+    if bad and on_nonfinite == "raise":
+        details = []
+        for site, mask in list(bad.items())[:6]:
+            where = mask.nonzero().tolist()[:4]
+            details.append(f"{site.name} at (batch, pos) {where}")
+        raise NonFiniteError(
+            "Activations contain NaN or inf; statistics over them would be meaningless.",
+            expected="finite residual streams",
+            received="; ".join(details) + (" ..." if len(bad) > 6 else ""),
+            fix=(
+                "check the model's dtype (fp16 overflows: try float32 or bfloat16) and inputs; or pass "
+                "on_nonfinite='mark' to get NaN statistics for exactly those cells"
+            ),
+        )
+    return bad
+
+
+# ----------------------------------------------------------------------------- layout
+# Work buffers hold one chunk of (site, position) rows, site-major: row ``l * pc + p`` is
+# site ``l0 + l`` at position ``p0 + p``. Their vocabulary width is padded to a multiple of
+# _VOCAB_QUANTUM so that (a) booleans can be counted as int64 words in groups of 128,
+# (b) the blocked top-k sees whole 128-wide blocks and (c) sums against per-position
+# vectors run as one batched matmul over 1024-wide blocks (see _batched_dots).
+_VOCAB_QUANTUM = 1024
+_BLOCK = 128
+# Padded vocabulary columns hold this logit: it never wins a comparison or a top-k, its
+# exp() is (clamped to) ~1e-38 and that times it stays finite, so padding changes no statistic.
+_PAD_LOGIT = -1.0e30
+# Centred logits are clamped here before exp(): float32 subnormals (exp below about -87)
+# are very slow on x86, and such terms weigh under 1e-33 against the largest term, 1.
+_EXP_FLOOR = -87.0
+
+
+class _Readout:
+    """Turns residual rows into float32 logits written straight into a work buffer.
+
+    A decoder whose ``decode`` is the stock affine one (final norm, then ``W_U``/``b_U``,
+    or ``W_E^T``) runs here as a final norm over whole streams (once, not per chunk)
+    and one ``matmul(out=...)`` per chunk in float32, with the weights cast once. Any
+    other decoder's ``decode`` is called on each chunk's raw rows.
+    """
+
+    def __init__(self, adapter: ModelAdapter, decoder: Decoder) -> None:
+        self.adapter = adapter
+        self.decoder = decoder
+        self.weight: Optional[Tensor] = None  # [d_model, d_vocab] float32
+        self.bias: Optional[Tensor] = None  # [d_vocab] float32; None when zero
+        stock_adapter = type(adapter).decode is ModelAdapter.decode and type(adapter).unembed is ModelAdapter.unembed
+        method = type(decoder).decode
+        weight: Optional[Tensor] = None
+        bias: Optional[Tensor] = None
+        if stock_adapter and method is Decoder.decode:
+            weight, bias = adapter.W_U, adapter.b_U
+        elif method is EmbedTransposeDecoder.decode:
+            weight = adapter.W_E.T
+        if weight is not None:
+            self.weight = weight if weight.dtype == torch.float32 else weight.float()
+            if bias is not None and bool(bias.any()):
+                self.bias = bias.float()
+
+    def same_as(self, other: "_Readout") -> bool:
+        """True when both give identical logits for identical rows."""
+        return self.weight is not None and self.weight is other.weight and self.bias is other.bias
+
+    def prepare(self, rows: Float[Tensor, "*lead d_model"]) -> Float[Tensor, "*lead d_model"]:
+        """The row-wise part that can run on whole streams: the final norm (affine readouts)."""
+        if self.weight is None:
+            return rows
+        return self.adapter.final_norm(rows).float()
+
+    def logits_into(self, prepared: Float[Tensor, "n d_model"], out: Float[Tensor, "n width"]) -> None:
+        """Write the logits of prepared rows into ``out[:, :d_vocab]``."""
+        n_vocab = self.adapter.d_vocab
+        target = out if out.shape[1] == n_vocab else out[:, :n_vocab]
+        if self.weight is None:
+            target.copy_(self.decoder.decode(self.adapter, prepared))
+        elif self.bias is None:
+            torch.matmul(prepared, self.weight, out=target)
+        else:
+            torch.addmm(self.bias, prepared, self.weight, out=target)
+
+
+def _padded_width(n_vocab: int) -> int:
+    return -(-n_vocab // _VOCAB_QUANTUM) * _VOCAB_QUANTUM
+
+
+def _topk(logits: Float[Tensor, "n width"], k: int, n_vocab: int) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Top-k along the vocabulary, sorted, in about one cheap pass.
+
+    The k largest entries lie inside the k blocks with the largest maxima (a block
+    outside them is beaten by k block maxima at least as large as any of its entries),
+    so only ``k * 128`` candidates per row go through a real top-k. Returns
+    ``(values, block_ids, local)`` (ids = ``_topk_ids(block_ids, local)``), or
+    ``(values, ids, None)`` when k is too large for the blocked search.
+    """
+    n, width = logits.shape
+    n_blocks = width // _BLOCK
+    if k > min(n_blocks, 32):
+        values, ids = logits[:, :n_vocab].topk(k, dim=-1)
+        return values, ids, None
+    blocks = logits.view(n, n_blocks, _BLOCK)
+    block_ids = blocks.amax(dim=-1).topk(k, dim=-1, sorted=False).indices  # [n, k]
+    cand = blocks.gather(1, block_ids[:, :, None].expand(n, k, _BLOCK)).view(n, k * _BLOCK)
+    values, local = cand.topk(k, dim=-1)
+    return values, block_ids, local
+
+
+def _topk_ids(block_ids: Tensor, local: Tensor) -> Tensor:
+    """Vocabulary ids from the blocked top-k's (block of each candidate, candidate index)."""
+    return block_ids.gather(-1, local // _BLOCK) * _BLOCK + local % _BLOCK
+
+
+def _count_greater(values: Float[Tensor, "n width"], thresholds: Float[Tensor, "n t"], flags: Tensor) -> Tensor:
+    """Per row and threshold, how many entries are strictly greater (a 0-based rank): ``[n, t]``.
+
+    ``flags`` is a ``[t, n, width]`` boolean buffer. Summing booleans is slow on CPU;
+    instead each boolean row is read as int64 words of 8 flags, summed in groups of 128
+    words (every byte lane stays <= 128, no carries) and the byte lanes added at the end.
+    """
+    n, n_thresholds = thresholds.shape
+    for j in range(n_thresholds):
+        torch.gt(values, thresholds[:, j : j + 1], out=flags[j])
+    words = flags.view(torch.int64).view(n_thresholds, n, -1, 128).sum(dim=-1)  # [t, n, width / 1024]
+    return words.view(torch.uint8).view(n_thresholds, n, -1).sum(dim=-1).T
+
+
+def _batched_dots(rows: Float[Tensor, "lc pc width"], vectors: Float[Tensor, "m pc width"]) -> Tensor:
+    """``sum_v rows[l, p, v] * vectors[j, p, v]`` (each position's rows against its own vectors): ``[lc, pc, m]``.
+
+    One batched matmul whose batch runs over (position, 1024-wide vocabulary block) and
+    whose partial results are then summed: a single BLAS accumulation over ~49k float32
+    terms loses ~1e-5 relative accuracy, 1024-term blocks keep it near 1e-7.
+    """
+    lc, pc, width = rows.shape
+    m = vectors.shape[0]
+    n_blocks = width // _VOCAB_QUANTUM
+    rows = rows.contiguous()
+    vectors = vectors.contiguous()
+    # Batch index p * n_blocks + j starts at element (p * width + j * 1024) in both tensors.
+    a = rows.as_strided((pc * n_blocks, lc, _VOCAB_QUANTUM), (_VOCAB_QUANTUM, pc * width, 1))
+    b = vectors.as_strided((pc * n_blocks, _VOCAB_QUANTUM, m), (_VOCAB_QUANTUM, 1, pc * width))
+    parts = torch.bmm(a, b).view(pc, n_blocks, lc, m)
+    return parts.sum(dim=1).transpose(0, 1)
+
+
+def _reference_parts(
+    logits: Float[Tensor, "2 pc width"], lp_out: Float[Tensor, "2 pc width"], n_vocab: int
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Final (index 0) and input (index 1) distributions per position: log-probs written into
+    ``lp_out``, probabilities, sum p log p and argmax; log-probs and probabilities are 0 in
+    the padding columns (where ``logits`` holds _PAD_LOGIT).
+
+    Normalised with ``torch.sum`` (cascade summation) rather than ``log_softmax``, whose
+    float32 normaliser can be ~2e-5 off over a 49k vocabulary: these probabilities weight
+    every layer's log-probs (down to about -300 at the embeddings), so their normaliser
+    must be right to float32 precision.
+    """
+    top, argmax = logits.max(dim=-1, keepdim=True)
+    lp = torch.sub(logits, top, out=lp_out)
+    p = lp.clamp(min=_EXP_FLOOR).exp_()
+    total = p.sum(dim=-1, keepdim=True)
+    lp.sub_(total.log())
+    p /= total
+    if lp.shape[-1] > n_vocab:
+        lp[..., n_vocab:] = 0.0
+        p[..., n_vocab:] = 0.0
+    neg_entropy = (p * lp).sum(-1)
+    return p, neg_entropy, argmax[..., 0]
+
+
+# Per-row raw quantities gathered chunk by chunk; the statistics are derived from them
+# once at the end (few large ops instead of many small ones per chunk).
+_RAW_FLOAT = {
+    "top": None,  # [k] top-k raw logits, descending
+    "chosen": 2,  # raw logits of the next token and the final top-1
+    "q_dot_x": 2,  # sum_v q_v logits_v for q = final, input probabilities
+    "sums": 3,  # sum_v e_v, sum_v e_v lp_final_v, sum_v e_v lp_input_v (e = exp(logits - max))
+    "e_dot_c": 1,  # sum_v e_v (logits_v - max)
+}
+
+
+def lens_statistics(
+    adapter: ModelAdapter,
+    streams: Dict[Site, Float[Tensor, "batch pos d_model"]],
+    sites: Sequence[Site],
+    tokens: Int[Tensor, "batch pos"],
+    decoder: Decoder,
+    *,
+    final: Float[Tensor, "batch pos d_model"],
+    k: int = 5,
+    chunk_rows: int = 512,
+    on_nonfinite: str = "raise",
+) -> Dict[str, Tensor]:
+    """Compute every lens statistic in bounded memory.
+
+    Args:
+        streams: per site, the residual stream as the decoder should see it (already
+            passed through ``decoder.prepare``); must include ``Site.embed()``.
+        final: the model's final residual stream, decoded with the plain final norm +
+            unembedding to give the reference ("final") distribution.
+        k: how many top tokens to keep per cell.
+        chunk_rows: most (site, position) rows decoded at once; the work buffers take
+            about ``chunk_rows x vocab x 10`` bytes (two float32, two boolean).
+
+    Returns a dict of float32 / int64 CPU tensors shaped ``[batch, layer, pos]``
+    (``top_ids`` / ``top_logprobs`` ``[batch, layer, pos, k]``, ``final_top1`` ``[batch, pos]``),
+    whatever the model's dtype.
+    """
+    if k < 1 or k > adapter.d_vocab:
+        raise InputError("top-k out of range.", expected=f"1 <= k <= {adapter.d_vocab}", received=str(k), fix="use k=5")
+    if chunk_rows < 1:
+        raise InputError("chunk_rows must be positive.", expected=">= 1", received=str(chunk_rows), fix="use 512")
+    if not sites:
+        raise InputError(
+            "No sites to decode.", expected="at least one residual-stream site", received="[]", fix="pass sites=None for all"
+        )
+    embed = Site.embed()
+    if embed not in streams:
+        raise InputError(
+            "The input-layer stream is needed for KL-to-input statistics.",
+            expected="streams to contain Site.embed()",
+            received=str(sorted(s.name for s in streams)),
+            fix="capture the 'embed' site too",
+        )
+    final_site = Site.resid_post(adapter.n_layers - 1)
+    bad = check_finite({**streams, final_site: final}, on_nonfinite)
+    batch, n_pos = tokens.shape
+    n_sites = len(sites)
+    n_vocab = adapter.d_vocab
+    dev = adapter.device
+
+    # A chunk is sites l0:l1 x positions p0:p1 (all sites at once whenever they fit).
+    sites_per_chunk = min(n_sites, chunk_rows)
+    pos_chunk = min(n_pos, max(1, chunk_rows // sites_per_chunk))
+    width = _padded_width(n_vocab)
+    max_rows = pos_chunk * sites_per_chunk
+    logits_buf = torch.empty((max_rows, width), device=dev)
+    exp_buf = torch.empty((max_rows, width), device=dev)
+    flag_buf = torch.empty((2, max_rows, width), dtype=torch.bool, device=dev)
+    ref_buf = torch.full((2 * pos_chunk, width), _PAD_LOGIT, device=dev)
+    lp_buf = torch.ones((3, pos_chunk, width), device=dev)  # row 0 stays 1 (for sum e)
+
+    cells = (batch, n_sites, n_pos)
+    raw = {name: torch.zeros((*cells, k if m is None else m), device=dev) for name, m in _RAW_FLOAT.items()}
+    raw_ranks = torch.zeros((*cells, 2), dtype=torch.long, device=dev)
+    raw_top_ids = torch.zeros((*cells, k), dtype=torch.long, device=dev)
+    raw_top_local: Optional[Tensor] = None
+    ref_neg_h = torch.zeros((batch, 2, n_pos), device=dev)  # sum p log p of the final / input distribution
+    ref_p_sum = torch.zeros((batch, 2, n_pos), device=dev)
+    final_top1 = torch.zeros((batch, n_pos), dtype=torch.long, device=dev)
+    next_tokens = torch.zeros((batch, n_pos), dtype=torch.long, device=dev)
+    next_tokens[:, :-1] = tokens[:, 1:].to(dev)
+
+    readout = _Readout(adapter, decoder)
+    reference = readout if type(decoder).decode is Decoder.decode else _Readout(adapter, Decoder())
+    one_group = sites_per_chunk == n_sites
+    index_of = {s: i for i, s in enumerate(sites)}
+    # With every site in one chunk, the final and input rows are decoded there anyway.
+    reuse_final = one_group and final_site in index_of and reference.same_as(readout) and streams[final_site] is final
+    reuse_input = one_group and embed in index_of
+
+    with torch.no_grad():
+        for b in range(batch):
+            # [site, pos, d_model] for this batch row, final-normed once for affine readouts.
+            prepared = readout.prepare(torch.stack([streams[s][b] for s in sites]))
+            for p0 in range(0, n_pos, pos_chunk):
+                p1 = min(n_pos, p0 + pos_chunk)
+                pc = p1 - p0
+                first: Optional[Tensor] = None
+                if one_group:
+                    first = _chunk_logits(readout, prepared, 0, n_sites, p0, p1, logits_buf)
+                    by_site = first.view(n_sites, pc, width)
+                ref_logits = ref_buf[: 2 * pc].view(2, pc, width)
+                if reuse_final:
+                    ref_logits[0].copy_(by_site[index_of[final_site]])
+                else:
+                    reference.logits_into(reference.prepare(final[b, p0:p1]), ref_logits[0])
+                if reuse_input:
+                    ref_logits[1].copy_(by_site[index_of[embed]])
+                else:
+                    readout.logits_into(readout.prepare(streams[embed][b, p0:p1]), ref_logits[1])
+                lp_rows = lp_buf[:, :pc]  # [1, final log-probs, input log-probs]
+                p_rows, neg_h, argmax = _reference_parts(ref_logits, lp_rows[1:], n_vocab)
+                final_top1[b, p0:p1] = argmax[0]
+                ref_neg_h[b, :, p0:p1] = neg_h
+                ref_p_sum[b, :, p0:p1] = p_rows.sum(dim=-1)
+                picks = torch.stack([next_tokens[b, p0:p1], argmax[0]], dim=-1)  # [pc, 2]
+                for l0 in range(0, n_sites, sites_per_chunk):
+                    l1 = min(n_sites, l0 + sites_per_chunk)
+                    lc = l1 - l0
+                    n = lc * pc
+                    logits = first if first is not None else _chunk_logits(readout, prepared, l0, l1, p0, p1, logits_buf)
+                    first = None
+                    cell = (b, slice(l0, l1), slice(p0, p1))
+                    # Everything that needs the raw logits first ...
+                    top_values, top_ids, top_local = _topk(logits, k, n_vocab)
+                    raw["top"][cell] = top_values.view(lc, pc, k)
+                    raw_top_ids[cell] = top_ids.view(lc, pc, k)
+                    if top_local is not None:
+                        if raw_top_local is None:
+                            raw_top_local = torch.zeros((*cells, k), dtype=torch.long, device=dev)
+                        raw_top_local[cell] = top_local.view(lc, pc, k)
+                    chosen = logits.gather(1, picks[None].expand(lc, pc, 2).reshape(n, 2))
+                    raw["chosen"][cell] = chosen.view(lc, pc, 2)
+                    raw_ranks[cell] = _count_greater(logits, chosen, flag_buf[:, :n]).view(lc, pc, 2)
+                    raw["q_dot_x"][cell] = _batched_dots(logits.view(lc, pc, width), p_rows)
+                    # ... then centre, exponentiate and take the sums over e = exp(logits - max).
+                    centred = logits.sub_(top_values[:, :1])
+                    e = torch.exp(centred.clamp_(min=_EXP_FLOOR), out=exp_buf[:n])
+                    raw["sums"][cell] = _batched_dots(e.view(lc, pc, width), lp_rows)
+                    raw["e_dot_c"][cell] = torch.mul(e, centred, out=centred).sum(dim=-1).view(lc, pc, 1)
+    res = _finish(raw, raw_ranks, raw_top_ids, raw_top_local, ref_neg_h, ref_p_sum, final_top1)
+    res = {name: t.cpu() for name, t in res.items()}
+    if bad:
+        _mark_bad(res, bad, sites, adapter.n_layers)
+    return res
+
+
+def _chunk_logits(
+    readout: _Readout,
+    prepared: Float[Tensor, "site pos d_model"],
+    l0: int,
+    l1: int,
+    p0: int,
+    p1: int,
+    buf: Tensor,
+) -> Tensor:
+    """Decode sites ``l0:l1`` x positions ``p0:p1`` into ``buf``, site-major; returns the used rows."""
+    rows = prepared[l0:l1, p0:p1]
+    n = rows.shape[0] * rows.shape[1]
+    logits = buf[:n]
+    readout.logits_into(rows.reshape(n, -1), logits)
+    n_vocab = readout.adapter.d_vocab
+    if logits.shape[1] > n_vocab:  # the previous chunk's in-place work overwrote the padding
+        logits[:, n_vocab:].fill_(_PAD_LOGIT)
+    return logits
+
+
+def _finish(
+    raw: Dict[str, Tensor],
+    ranks: Tensor,
+    top_ids: Tensor,
+    top_local: Optional[Tensor],
+    ref_neg_h: Tensor,
+    ref_p_sum: Tensor,
+    final_top1: Tensor,
+) -> Dict[str, Tensor]:
+    """The statistics from the per-row raw quantities, all cells at once.
+
+    With ``c = logits - max``, ``e = exp(c)`` and ``S = sum e``: lse = max + log S,
+    log p = logits - lse, sum p log p = (e . c) / S - log S, and for a reference
+    distribution q, sum q log p = (q . logits) - lse * sum q (sum q is 1 only up to float32
+    rounding, and lse can be ~200, so it is kept).
+    """
+    total = raw["sums"][..., 0]
+    log_total = total.log()
+    lse = raw["top"][..., 0] + log_total  # [batch, site, pos]
+    p_dot_lp = raw["e_dot_c"][..., 0] / total - log_total  # -entropy
+    p_dot_qlp = raw["sums"][..., 1:] / total[..., None]  # [.., 2]: sum p log q
+    q_sum = ref_p_sum.transpose(1, 2)[:, None]  # [batch, 1, pos, 2]
+    q_dot_lp = raw["q_dot_x"] - lse[..., None] * q_sum  # [.., 2]: sum q log p
+    q_neg_h = ref_neg_h.transpose(1, 2)[:, None]  # [batch, 1, pos, 2]: sum q log q
+    kl = q_neg_h - q_dot_lp  # KL(q || layer)
+    kl_reverse = p_dot_lp[..., None] - p_dot_qlp  # KL(layer || q)
+    chosen = raw["chosen"] - lse[..., None]
+    no_next = torch.zeros_like(final_top1, dtype=torch.bool)
+    no_next[:, -1] = True
+    no_next = no_next[:, None].expand_as(lse)
+    if top_local is not None:
+        top_ids = _topk_ids(top_ids, top_local)
+    res = {
+        "next_logprob": chosen[..., 0].masked_fill(no_next, float("nan")),
+        "next_rank": ranks[..., 0].masked_fill(no_next, -1),
+        "final_top1_logprob": chosen[..., 1],
+        "final_top1_rank": ranks[..., 1],
+        # KL can come out a hair below zero from rounding; clamp only that rounding.
+        "kl_final": kl[..., 0].clamp(min=0.0),
+        "kl_final_reverse": kl_reverse[..., 0].clamp(min=0.0),
+        "kl_input": kl[..., 1].clamp(min=0.0),
+        "kl_input_reverse": kl_reverse[..., 1].clamp(min=0.0),
+        "entropy": -p_dot_lp,
+        "top_ids": top_ids,
+        "top_logprobs": raw["top"] - lse[..., None],
+        "final_top1": final_top1,
+    }
+    res["cross_entropy"] = -res["next_logprob"]
+    return res
+
+
+def _mark_bad(res: Dict[str, Tensor], bad: Dict[Site, Tensor], sites: Sequence[Site], n_layers: int) -> None:
+    """Set statistics of non-finite cells to NaN (rank -1) so they cannot be averaged in silently."""
+
+    def blank(names: Sequence[str], mask: Tensor, site_index: Optional[int]) -> None:
+        for name in names:
+            t = res[name]
+            fill = float("nan") if t.dtype.is_floating_point else -1
+            if site_index is None:  # every site at those (batch, pos) cells
+                t.transpose(0, 1)[:, mask] = fill
+            else:
+                t[:, site_index][mask] = fill
+
+    per_site = [name for name, t in res.items() if t.ndim >= 3]
+    for i, site in enumerate(sites):
+        if site in bad:
+            blank(per_site, bad[site].cpu(), i)
+    final_site = Site.resid_post(n_layers - 1)
+    if final_site in bad:
+        blank(["kl_final", "kl_final_reverse", "final_top1_logprob", "final_top1_rank"], bad[final_site].cpu(), None)
+    if Site.embed() in bad:
+        blank(["kl_input", "kl_input_reverse"], bad[Site.embed()].cpu(), None)

@@ -1,0 +1,66 @@
+"""`lensbox train-lens` and `lensbox eval-lens` through lensbox._cli.main."""
+
+import json
+
+import pytest
+
+from lensbox._cli import main
+from lensbox._tuned_lens import TunedLens
+
+from test_tuned_lens_models import save_tiny_hf_dir
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    model_dir = save_tiny_hf_dir(root / "model")
+    text = root / "train.txt"
+    text.write_text("\n".join(" ".join(f"t{i * 5 + j}" for j in range(10)) for i in range(40)), encoding="utf-8")
+    return root, model_dir, text
+
+
+def test_train_then_eval(setup, capsys):
+    root, model_dir, text = setup
+    out = root / "lens"
+    ckpt = root / "ckpt"
+    argv = ["-q", "train-lens", str(text), "--model", model_dir, "--window", "16", "--batch-size", "2",
+            "--steps", "2", "--val-fraction", "0.2", "--max-val-tokens", "32", "--checkpoint-dir", str(ckpt),
+            "--checkpoint-every", "1", "--out", str(out)]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["saved"] == str(out) and printed["train_tokens"] == 64
+    lens = TunedLens.load(out)
+    assert lens.config["training"]["steps"] == 2 and lens.config["training"]["init"] == "lstsq"
+    assert (ckpt / "latest.json").is_file()
+    # the same --out again: refused before training, and the saved lens is untouched
+    before = (out / "translators.safetensors").read_bytes()
+    assert main(argv[:-4] + ["--out", str(out)]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert (out / "translators.safetensors").read_bytes() == before
+    # an existing checkpoint without --resume is refused too
+    assert main(argv[:-2] + ["--out", str(root / "lens2")]) == 2
+    assert "resume" in capsys.readouterr().err
+
+    csv, png, js = root / "ev.csv", root / "ev.png", root / "ev.json"
+    rc = main(["-q", "eval-lens", str(text), "--model", model_dir, "--window", "16", "--lens", f"tuned={out}",
+               "--out", str(csv), "--out", str(png), "--out", str(js)])
+    assert rc == 0
+    shown = capsys.readouterr().out
+    assert "resid_post.1" in shown and "tuned" in shown and "mean" in shown
+    data = json.loads(js.read_text())
+    assert data["lenses"] == ["logit", "tuned"]
+    assert data["mean_kl"]["tuned"] < data["mean_kl"]["logit"]
+    assert csv.read_text().startswith("lens,site,kl,ce,bpb,top1_agree")
+    assert png.stat().st_size > 1000
+
+
+def test_cli_bad_input(setup, capsys):
+    root, model_dir, text = setup
+    assert main(["-q", "train-lens", "--model", model_dir, "--out", str(root / "x")]) == 2
+    assert "No training" in capsys.readouterr().err
+    assert main(["-q", "eval-lens", str(text), "--model", model_dir, "--lens", str(root / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    tiny = root / "tiny.txt"
+    tiny.write_text("short", encoding="utf-8")
+    assert main(["-q", "train-lens", str(tiny), "--model", model_dir, "--out", str(root / "y")]) == 2
+    assert "shorter than one" in capsys.readouterr().err

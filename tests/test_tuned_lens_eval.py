@@ -1,0 +1,96 @@
+"""evaluate(): held-out statistics per lens and site, checked against LensResult and plain PyTorch."""
+
+import math
+
+import pytest
+import torch
+
+import lensbox
+from lensbox import InputError, Site
+from lensbox._evaluate import JacobianDecoder, evaluate
+from lensbox._tuned_lens import TunedLens
+
+from test_tuned_lens import random_lens, write_tuned_lens_dir
+from test_tuned_lens_models import random_windows, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=0)
+
+
+class FakeJacobianLens:
+    """The two attributes lensbox uses from TransformerLens's JacobianLens."""
+
+    def __init__(self, jacobians):
+        self.jacobians = jacobians
+
+    def transport(self, residual, layer):
+        return residual.float() @ self.jacobians[layer].T
+
+
+def test_evaluate_matches_lens_results(model, tmp_path):
+    windows = random_windows(3, 20, seed=4)
+    lens = random_lens(model, seed=2)
+    d = 32
+    jl = FakeJacobianLens({0: torch.eye(d), 1: 2.0 * torch.eye(d) + 0.01 * torch.ones(d, d)})
+    ev = evaluate(model, {"logit": "logit", "tuned": lens, "jlens": jl}, windows, window=20, batch_size=2,
+                  chunk_rows=13, progress=False)
+    assert ev.tokens == 60 and ev.windows == 3 and ev.target_bytes == 57
+    assert [s.name for s in ev.sites] == ["embed", "resid_post.0", "resid_post.1", "resid_post.2"]
+    for name, runner in (("logit", lambda w: lensbox.logit_lens(model, w)), ("tuned", lambda w: lens(model, w))):
+        per = [runner(windows[b : b + 1]) for b in range(3)]  # one window per LensResult
+        res = per[0]
+        kl = torch.stack([r.kl_final[0] for r in per]).mean(dim=(0, 2))
+        ce = torch.stack([r.cross_entropy[0, :, :-1] for r in per]).mean(dim=(0, 2))
+        agree = torch.stack([(r.top_ids[0, ..., 0] == r.final_top1[0][None]).float() for r in per]).mean(dim=(0, 2))
+        for i, s in enumerate(res.sites):
+            j = ev.sites.index(s)
+            assert ev.values[name]["kl"][j] == pytest.approx(float(kl[i]), rel=1e-4, abs=1e-5)
+            assert ev.values[name]["ce"][j] == pytest.approx(float(ce[i]), rel=1e-4)
+            assert ev.values[name]["top1_agree"][j] == pytest.approx(float(agree[i]))
+            # byte tokens: one byte each, so bits per byte = nats per token / ln 2
+            assert ev.values[name]["bpb"][j] == pytest.approx(float(ce[i]) / math.log(2), rel=1e-4)
+    # the Jacobian lens: identity at layer 0 equals the logit lens; no embed entry
+    j0 = ev.sites.index(Site.resid_post(0))
+    assert ev.values["jlens"]["kl"][j0] == pytest.approx(ev.values["logit"]["kl"][j0], rel=1e-5)
+    assert math.isnan(ev.values["jlens"]["kl"][0])
+    assert ev.values["jlens"]["kl"][2] != pytest.approx(ev.values["logit"]["kl"][2])
+    assert ev.values["tuned"]["kl"][-1] == pytest.approx(0.0, abs=1e-5)
+    # summaries
+    assert ev.mean("logit") == pytest.approx(sum(ev.values["logit"]["kl"][:3]) / 3)
+    table = ev.table("kl")
+    assert list(table.columns) == ["logit", "tuned", "jlens"] and list(table.index)[0] == "embed"
+    assert len(ev.to_pandas()) == 12
+    assert ev.to_dict()["values"]["jlens"]["kl"][0] is None
+    assert "resid_post.1" in repr(ev)
+    fig = ev.plot("kl")
+    assert fig.axes[0].get_legend() is not None
+    # lens directories, both formats, give the same numbers as the object
+    lens.save(tmp_path / "mine")
+    write_tuned_lens_dir(tmp_path / "peer", lens, model)
+    ev2 = evaluate(model, {"mine": tmp_path / "mine", "peer": str(tmp_path / "peer")}, windows, window=20,
+                   progress=False)
+    for name in ("mine", "peer"):
+        assert ev2.values[name]["kl"] == pytest.approx(ev.values["tuned"]["kl"], rel=1e-5, abs=1e-6)
+
+
+def test_evaluate_sites_and_bad_input(model):
+    windows = random_windows(2, 16, seed=4)
+    ev = evaluate(model, {"logit": "logit"}, windows, window=16, sites="embed", progress=False)
+    assert [s.name for s in ev.sites] == ["embed", "resid_post.2"]
+    ev = evaluate(model, {"logit": "logit"}, windows, window=8, max_tokens=16, progress=False)
+    assert ev.tokens == 16
+    with pytest.raises(InputError, match="No lenses"):
+        evaluate(model, {}, windows, window=16, progress=False)
+    with pytest.raises(InputError, match="Cannot evaluate"):
+        evaluate(model, {"x": 42}, windows, window=16, progress=False)
+    with pytest.raises(InputError, match="shorter than one window"):
+        evaluate(model, {"logit": "logit"}, windows, window=64, progress=False)
+    with pytest.raises(InputError, match="Unknown metric"):
+        ev.plot("nope")
+    partial = TunedLens.identity(model, sites="0")
+    jd = JacobianDecoder(FakeJacobianLens({1: torch.eye(32)}))
+    ev = evaluate(model, {"partial": partial, "j": jd}, windows, window=16, progress=False)
+    assert math.isnan(ev.values["partial"]["kl"][ev.sites.index(Site.resid_post(1))])
+    assert not math.isnan(ev.values["j"]["kl"][ev.sites.index(Site.resid_post(1))])
