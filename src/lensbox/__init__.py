@@ -15,7 +15,9 @@ from ._corpus import CORPORA, fetch_corpus, read_texts, token_windows, train_val
 from ._geometry import ResidualNorms, TokenPlaneTrajectory, residual_norms, token_plane_trajectory
 from ._tuned_lens import TunedLens, tuned_lens
 from ._train import train_tuned_lens
-from ._probe import InputProbe
+from ._evaluate import LensEvaluation, evaluate
+from ._probe import InputProbe, RidgeProbe, SoftmaxProbe, SoftmaxSettings, fit_softmax
+from ._probe_eval import ProbeEvaluation, embedding_relation, evaluate_probe
 from ._errors import ArtifactError, InputError, LensboxError, ModelError, NonFiniteError, SiteError
 from ._sites import Site, SiteKind
 from ._tokens import sequence_labels, token_label, tokenizer_kind, visible_text
@@ -25,6 +27,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "InputProbe",
+    "RidgeProbe",
+    "SoftmaxProbe",
+    "SoftmaxSettings",
+    "fit_softmax",
+    "ProbeEvaluation",
+    "embedding_relation",
+    "evaluate_probe",
+    "LensEvaluation",
+    "evaluate",
     "TunedLens",
     "train_tuned_lens",
     "tuned_lens",
