@@ -86,3 +86,44 @@ def test_default_model_is_smollm2_and_cached(monkeypatch):
     assert len(paris) == 1
     logits = model(tokens)
     assert int(logits[0, -1].argmax()) == paris[0]
+
+
+def _tiny_hf_dir(tmp_path, tokenizer_path):
+    from transformers import AutoTokenizer
+
+    from models import build_tiny_hf_llama
+
+    directory = tmp_path / "tiny-hf"
+    build_tiny_hf_llama(seed=3).save_pretrained(str(directory))
+    AutoTokenizer.from_pretrained(str(tokenizer_path)).save_pretrained(str(directory))
+    return directory
+
+
+def test_device_map_loads_a_dispatched_model_with_the_same_lens(tmp_path, tiny_tokenizer_path, tiny_tokens):
+    """device_map goes to from_pretrained (Accelerate dispatch); the lens is unchanged by it.
+
+    Without a GPU the split is CPU + disk: block 1's weights are offloaded to disk and
+    streamed in by Accelerate's hooks, as for a model larger than memory."""
+    directory = _tiny_hf_dir(tmp_path, tiny_tokenizer_path)
+    plain = lensbox.load_model(directory, progress=False)
+    split_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.layers.2": "cpu",
+                 "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    dispatched = lensbox.load_model(directory, progress=False, device_map=split_map)
+    assert dispatched.original_model.hf_device_map["model.layers.1"] == "disk"  # really dispatched by Accelerate
+    a = lensbox.logit_lens(plain, tiny_tokens)
+    b = lensbox.logit_lens(dispatched, tiny_tokens)
+    assert (a.top_logprobs - b.top_logprobs).abs().max().item() < 1e-5
+    assert (a.kl_final - b.kl_final).abs().max().item() < 1e-5
+
+
+def test_device_map_conflicts_are_explained(tmp_path, tiny_tokenizer_path):
+    directory = _tiny_hf_dir(tmp_path, tiny_tokenizer_path)
+    with pytest.raises(InputError, match="mutually exclusive") as err:
+        lensbox.load_model(directory, progress=False, device="cpu", device_map="auto")
+    assert "drop one of them" in str(err.value)
+    with pytest.raises(InputError, match="compatibility_mode"):
+        lensbox.load_model(directory, progress=False, device_map="auto", compatibility_mode=True)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(InputError, match="GGUF"):
+        lensbox.load_hf_model(gguf, progress=False, device_map="auto")

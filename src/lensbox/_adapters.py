@@ -94,6 +94,13 @@ class ModelAdapter:
         return self.W_U.device
 
     @property
+    def is_dispatched(self) -> bool:
+        """True when the model is split over several devices (loaded with a Hugging Face ``device_map``)."""
+        hf = getattr(self.model, "original_model", None)
+        device_map = getattr(hf, "hf_device_map", None)
+        return bool(device_map) and len({str(v) for v in device_map.values()}) > 1
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.W_U.dtype
 
@@ -270,7 +277,11 @@ class ModelAdapter:
         tokens: Int[Tensor, "batch pos"],
         sites: Sequence[Site],
     ) -> Dict[Site, Float[Tensor, "batch pos d_model"]]:
-        """One forward pass that stores only the residual streams at ``sites``."""
+        """One forward pass that stores only the residual streams at ``sites``.
+
+        Streams are moved to the unembedding's device (a no-op unless the model is split
+        over several devices with ``device_map``), where the statistics are computed.
+        """
         wanted: Dict[str, List[Site]] = {}
         for s in sites:
             wanted.setdefault(self.hook_name(s), []).append(s)
@@ -279,7 +290,7 @@ class ModelAdapter:
         def make_hook(group: List[Site]) -> Callable[..., None]:
             def hook(act: Tensor, hook: Any = None) -> None:
                 for s in group:
-                    store[s] = act.detach()
+                    store[s] = act.detach().to(self.device)
 
             return hook
 

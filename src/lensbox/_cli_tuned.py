@@ -44,7 +44,9 @@ def _load_model(args: argparse.Namespace) -> Any:
     from ._loading import load_model
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    return load_model(args.model, dtype=dtype, device=args.device, progress=not args.quiet)
+    return load_model(
+        args.model, dtype=dtype, device=args.device, device_map=args.device_map, progress=not args.quiet
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -143,6 +145,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="default SmolLM2-135M-Instruct; or a .gguf file, HF dir or hub name")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="model dtype")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
+    p.add_argument(
+        "--device-map",
+        default=None,
+        help="split a model too large for one device: a Hugging Face device_map such as 'auto' or 'balanced'",
+    )
     p.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per step (train) / per forward pass (eval)")
     p.add_argument("--chunk-rows", type=int, default=512, help="rows per [rows, vocab] work buffer")

@@ -16,7 +16,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
@@ -139,19 +139,29 @@ def load_hf_model(
     *,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    device_map: Union[None, str, Dict[str, Any]] = None,
+    max_memory: Optional[Dict[Any, Any]] = None,
 ) -> Tuple[Any, Any, str]:
     """Load a Hugging Face causal LM and its tokenizer; returns ``(model, tokenizer, model_name)``.
 
     ``name`` is ``None`` for the embedded SmolLM2 default, a local ``.gguf`` file, a local
-    Hugging Face directory, or a hub name.
+    Hugging Face directory, or a hub name. ``device_map`` / ``max_memory`` are passed to
+    ``from_pretrained`` (Accelerate's dispatch: ``"auto"``, ``"balanced"``, a dict of module
+    name to device, ...) so that a model larger than one device is split across several.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    placement: Dict[str, Any] = {}
+    if device_map is not None:
+        placement["device_map"] = device_map
+    if max_memory is not None:
+        placement["max_memory"] = max_memory
 
     key = None if name is None else str(name)
     if key is None or key.strip().lower() in _DEFAULT_ALIASES:
         directory = default_model_dir(progress=progress)
         t0 = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(str(directory), torch_dtype=dtype).eval()
+        model = AutoModelForCausalLM.from_pretrained(str(directory), torch_dtype=dtype, **placement).eval()
         tok = AutoTokenizer.from_pretrained(str(directory))
         _say(f"loaded {DEFAULT_MODEL} from cache in {time.perf_counter() - t0:.1f}s", progress)
         return model, tok, DEFAULT_MODEL
@@ -165,6 +175,13 @@ def load_hf_model(
                 fix="check the path",
             )
         _say(f"dequantizing {path.name} ...", progress)
+        if placement:
+            raise InputError(
+                "device_map applies to Hugging Face checkpoints, not to a GGUF file dequantized in memory.",
+                expected="a Hugging Face directory or hub name with device_map=...",
+                received=f"{path.name} with device_map={device_map!r}",
+                fix="save the dequantized model with model.save_pretrained(DIR) and load DIR with device_map",
+            )
         model, tok = _load_gguf(path, dtype)
         return model, tok, path.stem
     if path.is_dir():
@@ -175,11 +192,11 @@ def load_hf_model(
                 received=f"{path} containing {sorted(p.name for p in path.iterdir())[:10]}",
                 fix="pass the directory written by model.save_pretrained(), a .gguf file, or a hub name",
             )
-        model = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=dtype).eval()
+        model = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=dtype, **placement).eval()
         tok = AutoTokenizer.from_pretrained(str(path))
         return model, tok, path.name
     try:
-        model = AutoModelForCausalLM.from_pretrained(key, torch_dtype=dtype).eval()
+        model = AutoModelForCausalLM.from_pretrained(key, torch_dtype=dtype, **placement).eval()
         tok = AutoTokenizer.from_pretrained(key)
     except OSError as exc:
         raise InputError(
@@ -198,6 +215,8 @@ def load_model(
     device: Optional[Union[str, torch.device]] = None,
     compatibility_mode: bool = False,
     progress: bool = True,
+    device_map: Union[None, str, Dict[str, Any]] = None,
+    max_memory: Optional[Dict[Any, Any]] = None,
 ) -> Any:
     """Load a model as a TransformerLens ``TransformerBridge``.
 
@@ -211,7 +230,32 @@ def load_model(
         device: where to put the model (default: CPU).
         compatibility_mode: call ``enable_compatibility_mode()`` (HookedTransformer-style folded weights).
         progress: print progress for fetching and dequantizing to stderr.
+        device_map: split the model over several devices (a model too large for one):
+            Hugging Face's ``device_map`` (``"auto"``, ``"balanced"``, or a dict of module name
+            to device), applied when the weights are loaded; the bridge then runs the
+            dispatched model. Not together with ``device``.
+        max_memory: per-device memory budget for ``device_map`` (e.g. ``{0: "20GiB", "cpu": "60GiB"}``).
+
+    Examples:
+        >>> import lensbox
+        >>> model = lensbox.load_model()  # SmolLM2-135M-Instruct, cached after the first call
+        >>> model.cfg.n_layers, model.cfg.d_model
+        (30, 576)
     """
+    if device is not None and device_map is not None:
+        raise InputError(
+            "device and device_map are mutually exclusive.",
+            expected="device= (one device) or device_map= (split over several)",
+            received=f"device={device!r}, device_map={device_map!r}",
+            fix="drop one of them",
+        )
+    if compatibility_mode and device_map is not None:
+        raise InputError(
+            "compatibility_mode folds weights in place, which TransformerLens does not support on a dispatched model.",
+            expected="compatibility_mode=False with device_map",
+            received=f"compatibility_mode=True, device_map={device_map!r}",
+            fix="use the raw bridge (lensbox gives the same log-probabilities) or load onto one device",
+        )
     try:
         from transformer_lens.model_bridge import TransformerBridge
     except ImportError as exc:  # transformer-lens 2.x has no bridge
@@ -222,7 +266,9 @@ def load_model(
             fix="upgrade transformer-lens, or load a HookedTransformer yourself and pass it to lensbox",
         ) from exc
     with _quiet_transformers(progress):
-        hf_model, tok, model_name = load_hf_model(name, dtype=dtype, progress=progress)
+        hf_model, tok, model_name = load_hf_model(
+            name, dtype=dtype, progress=progress, device_map=device_map, max_memory=max_memory
+        )
         kwargs: dict = {"hf_model": hf_model, "tokenizer": tok, "dtype": dtype}
         if device is not None:
             kwargs["device"] = device

@@ -123,7 +123,9 @@ def streams_from_cache(adapter: ModelAdapter, cache: Any, sites: Sequence[Site])
             continue
         if act.ndim == 2:
             act = act[None]
-        if act.device != adapter.device:
+        if act.device != adapter.device and adapter.is_dispatched:
+            act = act.to(adapter.device)  # a model split with device_map: statistics run beside W_U
+        elif act.device != adapter.device:
             raise InputError(
                 "The cached activations and the model are on different devices.",
                 expected=f"activations on {adapter.device}",
