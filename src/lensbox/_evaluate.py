@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from jaxtyping import Float, Int
-from torch import Tensor
 
 from ._adapters import ModelAdapter, adapt
-from ._decoders import Decoder
+from ._decoders import Decoder, ResidStream, SiteMapDecoder
 from ._errors import InputError
 from ._logit_lens import LogitLens
 from ._sites import Site, SiteKind
@@ -38,7 +36,7 @@ METRIC_NAMES = {
 }
 
 
-class JacobianDecoder(Decoder):
+class JacobianDecoder(SiteMapDecoder):
     """Decode through a TransformerLens ``JacobianLens``: ``J[l] h`` for ``resid_post.l``, then final norm + W_U."""
 
     name = "jacobian"
@@ -49,15 +47,7 @@ class JacobianDecoder(Decoder):
     def layers(self) -> List[int]:
         return sorted(int(k) for k in self.jlens.jacobians)
 
-    def prepare(
-        self,
-        adapter: ModelAdapter,
-        site: Site,
-        resid: Float[Tensor, "batch pos d_model"],
-        tokens: Int[Tensor, "batch pos"],
-    ) -> Float[Tensor, "batch pos d_model"]:
-        if site == Site.resid_post(adapter.n_layers - 1):
-            return resid
+    def map_stream(self, adapter: ModelAdapter, site: Site, resid: ResidStream) -> ResidStream:
         if site.kind is not SiteKind.RESID_POST or site.layer not in self.jlens.jacobians:
             raise InputError(
                 f"The Jacobian lens has no transport matrix for {site.name}.",
@@ -65,8 +55,7 @@ class JacobianDecoder(Decoder):
                 received=site.name,
                 fix="evaluate the Jacobian lens only on its fitted layers",
             )
-        with torch.no_grad():
-            return self.jlens.transport(resid, int(site.layer)).to(resid.dtype)
+        return self.jlens.transport(resid, int(site.layer))
 
     def describe(self) -> str:
         return "Jacobian-lens transport (TransformerLens) + final norm + unembedding"
