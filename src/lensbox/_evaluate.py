@@ -187,30 +187,22 @@ def plot_evaluation(
             received=repr(metric),
             fix="e.g. metric='kl'",
         )
-    from ._plot import _fonts_context, _layer_ticks, _new_figure, _site_x
+    from ._plot import _plot_layer_curves, _site_x
 
-    with _fonts_context():
-        if ax is None:
-            fig = _new_figure(7.0, 4.2)
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        for i, lens in enumerate(evaluation.lenses):
-            pts = [(_site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][metric]) if not math.isnan(v)]
-            pts.sort()
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, color=f"C{i % 10}", label=lens)
-        if log:
-            ax.set_yscale("log")
-        _layer_ticks(ax, evaluation.sites)
-        ax.set_ylabel(METRIC_NAMES[metric])
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-        ax.set_title(
-            title or f"{METRIC_NAMES[metric]} per layer, held-out text ({evaluation.tokens} tokens) — {evaluation.model_name}",
-            fontsize=9.5,
-        )
-    return fig
+    curves = []
+    for lens in evaluation.lenses:
+        pts = [(_site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][metric]) if not math.isnan(v)]
+        pts.sort()
+        curves.append((lens, [p[0] for p in pts], [p[1] for p in pts], None) if pts else None)
+    return _plot_layer_curves(
+        curves,
+        evaluation.sites,
+        ylabel=METRIC_NAMES[metric],
+        log=log,
+        title=title
+        or f"{METRIC_NAMES[metric]} per layer, held-out text ({evaluation.tokens} tokens) — {evaluation.model_name}",
+        ax=ax,
+    )
 
 
 def _byte_len(adapter: ModelAdapter, cache: Dict[int, int], tid: int) -> int:
