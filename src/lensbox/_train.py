@@ -97,14 +97,7 @@ def _texts(data: Any) -> Iterator[str]:
 
 
 def _tokenize_fn(adapter: ModelAdapter) -> Callable[[str], List[int]]:
-    tok = adapter.tokenizer
-    if tok is None:
-        raise ModelError(
-            "This model has no tokenizer, so text cannot be tokenized.",
-            expected="a model with model.tokenizer set",
-            received="model.tokenizer is None",
-            fix="pass token ids (a [n_windows, window] tensor) instead of text",
-        )
+    tok = adapter._require_tokenizer(fix="pass token ids (a [n_windows, window] tensor) instead of text")
     return lambda s: list(tok(s, add_special_tokens=False)["input_ids"])
 
 
