@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
+from models import build_tiny_hf_llama  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,22 +43,11 @@ def byte_tokenizer():
 
 
 def tiny_hf(seed: int = 0, n_layers: int = 3, d_model: int = 32, vocab: int = 300, init: float = 0.3):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The random Llama of these tests: ``models.build_tiny_hf_llama`` with the byte tokenizer's vocabulary.
 
-    cfg = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=d_model,
-        intermediate_size=2 * d_model,
-        num_hidden_layers=n_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        initializer_range=init,
-        tie_word_embeddings=False,
-        rope_theta=10000.0,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(cfg).eval()
+    Its weights depend only on the arguments (the builder seeds torch and restores the RNG after).
+    """
+    return build_tiny_hf_llama(vocab=vocab, n_layers=n_layers, d_model=d_model, seed=seed, init=init)
 
 
 def tiny_model(seed: int = 0, n_layers: int = 3, d_model: int = 32, compat: bool = False):

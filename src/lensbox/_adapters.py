@@ -74,6 +74,18 @@ class ModelAdapter:
     def tokenizer(self) -> Any:
         return getattr(self.model, "tokenizer", None)
 
+    def _require_tokenizer(self, fix: str) -> Any:
+        """The tokenizer, or a :class:`ModelError` (with ``fix``) when the model has none."""
+        tok = self.tokenizer
+        if tok is None:
+            raise ModelError(
+                "This model has no tokenizer, so text cannot be tokenized.",
+                expected="a model with model.tokenizer set",
+                received="model.tokenizer is None",
+                fix=fix,
+            )
+        return tok
+
     @property
     def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
         return self.model.W_E
@@ -246,13 +258,7 @@ class ModelAdapter:
         return tokens.long()
 
     def _tokenize_one(self, text: str, prepend_bos: Optional[bool]) -> List[int]:
-        if self.tokenizer is None:
-            raise ModelError(
-                "This model has no tokenizer, so text cannot be tokenized.",
-                expected="a model with model.tokenizer set",
-                received="model.tokenizer is None",
-                fix="pass token ids instead of text, or attach a tokenizer",
-            )
+        self._require_tokenizer(fix="pass token ids instead of text, or attach a tokenizer")
         kwargs = {} if prepend_bos is None else {"prepend_bos": prepend_bos}
         toks = self.model.to_tokens(text, **kwargs, truncate=False)
         return [int(t) for t in toks[0].tolist()]

@@ -8,6 +8,7 @@ called chunk by chunk, so the full ``[layer, pos, vocab]`` tensor never exists.
 
 from typing import Union
 
+import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -15,13 +16,16 @@ from ._adapters import ModelAdapter
 from ._errors import InputError
 from ._sites import Site
 
+ResidStream = Float[Tensor, "batch pos d_model"]  # one site's stream, as ``prepare`` sees it
+TokenIds = Int[Tensor, "batch pos"]
+
 
 class Decoder:
     """Final norm + unembedding: the logit lens's decoder (the default)."""
 
     name = "logit"
 
-    def prepare(
+    def prepare(  # spelled out (not ResidStream/TokenIds) for the API docs, which show this signature
         self,
         adapter: ModelAdapter,
         site: Site,
@@ -70,13 +74,7 @@ class LastBlocksDecoder(Decoder):
             )
         self.k = k
 
-    def prepare(
-        self,
-        adapter: ModelAdapter,
-        site: Site,
-        resid: Float[Tensor, "batch pos d_model"],
-        tokens: Int[Tensor, "batch pos"],
-    ) -> Float[Tensor, "batch pos d_model"]:
+    def prepare(self, adapter: ModelAdapter, site: Site, resid: ResidStream, tokens: TokenIds) -> ResidStream:
         if self.k > adapter.n_layers:
             raise InputError(
                 "The last-blocks decoder asks for more blocks than the model has.",
@@ -91,6 +89,28 @@ class LastBlocksDecoder(Decoder):
 
     def describe(self) -> str:
         return f"last {self.k} block(s) + final norm + unembedding"
+
+
+class SiteMapDecoder(Decoder):
+    """A decoder whose ``prepare`` maps each site's stream by a fitted per-site map, then final norm + W_U.
+
+    Subclasses give the map (:meth:`map_stream`) and say whether it covers the final
+    site (:meth:`maps_final`); when it does not, the final site passes through
+    unchanged. The map runs without gradients and its output takes the stream's dtype.
+    """
+
+    def maps_final(self, site: Site) -> bool:
+        """Whether the final site ``site`` is mapped too (else it passes through)."""
+        return False
+
+    def map_stream(self, adapter: ModelAdapter, site: Site, resid: ResidStream) -> ResidStream:
+        raise NotImplementedError
+
+    def prepare(self, adapter: ModelAdapter, site: Site, resid: ResidStream, tokens: TokenIds) -> ResidStream:
+        if site == Site.resid_post(adapter.n_layers - 1) and not self.maps_final(site):
+            return resid
+        with torch.no_grad():
+            return self.map_stream(adapter, site, resid).to(resid.dtype)
 
 
 DecoderLike = Union[None, str, Decoder]

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from jaxtyping import Float, Int
-from torch import Tensor
 
 from ._adapters import ModelAdapter, adapt
-from ._decoders import Decoder
+from ._decoders import Decoder, ResidStream, SiteMapDecoder
 from ._errors import InputError
 from ._logit_lens import LogitLens
 from ._sites import Site, SiteKind
@@ -38,7 +36,7 @@ METRIC_NAMES = {
 }
 
 
-class JacobianDecoder(Decoder):
+class JacobianDecoder(SiteMapDecoder):
     """Decode through a TransformerLens ``JacobianLens``: ``J[l] h`` for ``resid_post.l``, then final norm + W_U."""
 
     name = "jacobian"
@@ -49,15 +47,7 @@ class JacobianDecoder(Decoder):
     def layers(self) -> List[int]:
         return sorted(int(k) for k in self.jlens.jacobians)
 
-    def prepare(
-        self,
-        adapter: ModelAdapter,
-        site: Site,
-        resid: Float[Tensor, "batch pos d_model"],
-        tokens: Int[Tensor, "batch pos"],
-    ) -> Float[Tensor, "batch pos d_model"]:
-        if site == Site.resid_post(adapter.n_layers - 1):
-            return resid
+    def map_stream(self, adapter: ModelAdapter, site: Site, resid: ResidStream) -> ResidStream:
         if site.kind is not SiteKind.RESID_POST or site.layer not in self.jlens.jacobians:
             raise InputError(
                 f"The Jacobian lens has no transport matrix for {site.name}.",
@@ -65,8 +55,7 @@ class JacobianDecoder(Decoder):
                 received=site.name,
                 fix="evaluate the Jacobian lens only on its fitted layers",
             )
-        with torch.no_grad():
-            return self.jlens.transport(resid, int(site.layer)).to(resid.dtype)
+        return self.jlens.transport(resid, int(site.layer))
 
     def describe(self) -> str:
         return "Jacobian-lens transport (TransformerLens) + final norm + unembedding"
@@ -198,30 +187,22 @@ def plot_evaluation(
             received=repr(metric),
             fix="e.g. metric='kl'",
         )
-    from ._plot import _fonts_context, _layer_ticks, _new_figure, _site_x
+    from ._plot import _plot_layer_curves, _site_x
 
-    with _fonts_context():
-        if ax is None:
-            fig = _new_figure(7.0, 4.2)
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        for i, lens in enumerate(evaluation.lenses):
-            pts = [(_site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][metric]) if not math.isnan(v)]
-            pts.sort()
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, color=f"C{i % 10}", label=lens)
-        if log:
-            ax.set_yscale("log")
-        _layer_ticks(ax, evaluation.sites)
-        ax.set_ylabel(METRIC_NAMES[metric])
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-        ax.set_title(
-            title or f"{METRIC_NAMES[metric]} per layer, held-out text ({evaluation.tokens} tokens) — {evaluation.model_name}",
-            fontsize=9.5,
-        )
-    return fig
+    curves = []
+    for lens in evaluation.lenses:
+        pts = [(_site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][metric]) if not math.isnan(v)]
+        pts.sort()
+        curves.append((lens, [p[0] for p in pts], [p[1] for p in pts], None) if pts else None)
+    return _plot_layer_curves(
+        curves,
+        evaluation.sites,
+        ylabel=METRIC_NAMES[metric],
+        log=log,
+        title=title
+        or f"{METRIC_NAMES[metric]} per layer, held-out text ({evaluation.tokens} tokens) — {evaluation.model_name}",
+        ax=ax,
+    )
 
 
 def _byte_len(adapter: ModelAdapter, cache: Dict[int, int], tid: int) -> int:

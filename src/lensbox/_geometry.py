@@ -77,7 +77,19 @@ def stream_norms(
     return torch.stack([streams[s].float().norm(dim=-1).cpu() for s in sites], dim=1)
 
 
-class ResidualNormsAnalyzer(Analyzer):
+class _ChosenSitesAnalyzer(Analyzer):
+    """An analyzer of the sites the user names: ``sites`` (default: the embeddings and every
+    resid_post), plus each block's resid_mid with ``include_mid``."""
+
+    def __init__(self, sites: Any = None, *, include_mid: bool = False) -> None:
+        self.site_spec = sites
+        self.include_mid = include_mid
+
+    def sites(self, adapter: ModelAdapter) -> List[Site]:
+        return adapter.sites(self.site_spec, include_mid=self.include_mid)
+
+
+class ResidualNormsAnalyzer(_ChosenSitesAnalyzer):
     """Analyzer ``residual_norms``: the residual-stream norm at each site and position.
 
     Args:
@@ -86,13 +98,6 @@ class ResidualNormsAnalyzer(Analyzer):
     """
 
     name = "residual_norms"
-
-    def __init__(self, sites: Any = None, *, include_mid: bool = False) -> None:
-        self.site_spec = sites
-        self.include_mid = include_mid
-
-    def sites(self, adapter: ModelAdapter) -> List[Site]:
-        return adapter.sites(self.site_spec, include_mid=self.include_mid)
 
     def run(
         self,
@@ -223,7 +228,7 @@ def resolve_token(adapter: ModelAdapter, token: TokenLike) -> int:
     return int(ids[0])
 
 
-class TokenPlaneAnalyzer(Analyzer):
+class TokenPlaneAnalyzer(_ChosenSitesAnalyzer):
     """Analyzer ``token_plane``: a position's path across sites in the plane of two token directions.
 
     Args:
@@ -250,13 +255,9 @@ class TokenPlaneAnalyzer(Analyzer):
                 received=repr(tokens),
                 fix="pass tokens=(' Mary', ' John')",
             )
+        super().__init__(sites, include_mid=include_mid)
         self.pair = (tokens[0], tokens[1])
         self.pos = pos
-        self.site_spec = sites
-        self.include_mid = include_mid
-
-    def sites(self, adapter: ModelAdapter) -> List[Site]:
-        return adapter.sites(self.site_spec, include_mid=self.include_mid)
 
     def run(
         self,

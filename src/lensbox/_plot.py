@@ -502,6 +502,38 @@ def layer_summary(
     }
 
 
+# (label, x sorted ascending, y, optional (low, high) band); a None curve draws nothing but keeps its colour
+_Curve = Tuple[str, Any, Any, Optional[Tuple[Any, Any]]]
+
+
+def _plot_layer_curves(
+    curves: Sequence[Optional[_Curve]], sites: Sequence[Site], *, ylabel: str, log: bool, title: str, ax: Any
+) -> Any:
+    """One line per curve (colour ``C{i}``) against the layer axis of ``sites``: the layer-metric figure."""
+    with _fonts_context():
+        if ax is None:
+            fig = _new_figure(7.0, 4.2)
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        for i, curve in enumerate(curves):
+            if curve is None:
+                continue
+            name, x, y, band = curve
+            color = f"C{i % 10}"
+            ax.plot(x, y, marker="o", markersize=3, color=color, label=name)
+            if band is not None:
+                ax.fill_between(x, band[0], band[1], color=color, alpha=0.15, linewidth=0)
+        if log:
+            ax.set_yscale("log")
+        _layer_ticks(ax, sites)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+        ax.set_title(title, fontsize=9.5)
+    return fig
+
+
 def plot_layer_metric(
     results: Any,
     metric: str = "kl",
@@ -538,34 +570,24 @@ def plot_layer_metric(
             received=repr(metric),
             fix="e.g. metric='kl'",
         )
-    with _fonts_context():
-        if ax is None:
-            fig = _new_figure(7.0, 4.2)
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        all_sites: List[Site] = []
-        for i, (name, r) in enumerate(named):
-            s = layer_summary(r, metric, positions=positions, batch=batch)
-            color = f"C{i % 10}"
-            order = np.argsort(s["x"])
-            ax.plot(s["x"][order], s["mean"][order], marker="o", markersize=3, color=color, label=name)
-            if band:
-                ax.fill_between(s["x"][order], s["q25"][order], s["q75"][order], color=color, alpha=0.15, linewidth=0)
-            all_sites.extend(r.sites)
-        if log:
-            ax.set_yscale("log")
-        _layer_ticks(ax, all_sites)
-        ax.set_ylabel(METRICS[metric])
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
-        first = named[0][1]
-        ax.set_title(
-            title if title is not None else f"{METRICS[metric]} per layer — {first.model_name}"
-            + (" (mean over positions; band = 25–75%)" if band else " (mean over positions)"),
-            fontsize=9.5,
-        )
-    return fig
+    curves: List[Optional[_Curve]] = []
+    all_sites: List[Site] = []
+    for name, r in named:
+        s = layer_summary(r, metric, positions=positions, batch=batch)
+        order = np.argsort(s["x"])
+        quartiles = (s["q25"][order], s["q75"][order]) if band else None
+        curves.append((name, s["x"][order], s["mean"][order], quartiles))
+        all_sites.extend(r.sites)
+    first = named[0][1]
+    return _plot_layer_curves(
+        curves,
+        all_sites,
+        ylabel=METRICS[metric],
+        log=log,
+        title=title if title is not None else f"{METRICS[metric]} per layer — {first.model_name}"
+        + (" (mean over positions; band = 25–75%)" if band else " (mean over positions)"),
+        ax=ax,
+    )
 
 
 def plot_kl_by_layer(results: Any, **kwargs: Any) -> Any:

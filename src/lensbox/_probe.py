@@ -201,14 +201,7 @@ def probe_windows(
             received=f"{type(inputs).__name__}: {str(inputs)[:80]!r}",
             fix="pass text, e.g. lensbox.read_texts(lensbox.fetch_corpus('botchan'))",
         )
-    tok = adapter.tokenizer
-    if tok is None:
-        raise ModelError(
-            "This model has no tokenizer, so text cannot be tokenized.",
-            expected="a model with model.tokenizer set",
-            received="model.tokenizer is None",
-            fix="pass token windows [n, pos] instead of text",
-        )
+    tok = adapter._require_tokenizer(fix="pass token windows [n, pos] instead of text")
     sep = getattr(tok, "eos_token_id", None)
     ids: List[int] = []
     for i, text in enumerate(texts):

@@ -36,6 +36,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ._adapters import ModelAdapter, adapt
+from ._corpus import _expand, _sha256
 from ._errors import ArtifactError, InputError, ModelError, NonFiniteError
 from ._sites import Site, parse_sites
 from ._tuned_lens import Translators, TunedLens, _base_config, _fingerprint_mismatch, _jsonable, translator_sites
@@ -75,23 +76,6 @@ def _is_token_data(data: Any) -> bool:
     return False
 
 
-def _files_under(path: Path) -> List[Path]:
-    """A directory's files in sorted order, hidden ones skipped (the rule of ``read_texts``)."""
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.relative_to(path).parts)
-        )
-        if not files:
-            raise InputError(
-                "A folder of texts holds no files.",
-                expected="a folder with at least one text file",
-                received=str(path),
-                fix="point at the folder that holds the text files",
-            )
-        return files
-    return [path]
-
-
 def _texts(data: Any) -> Iterator[str]:
     """Texts one at a time: strings as given (or as file names, by ``read_texts``'s rule), files read lazily."""
     from ._corpus import read_texts
@@ -99,7 +83,7 @@ def _texts(data: Any) -> Iterator[str]:
     items = [data] if isinstance(data, (str, os.PathLike)) else data
     for item in items:
         if isinstance(item, os.PathLike) or (isinstance(item, str) and "\n" not in item and os.path.isdir(item)):
-            for f in _files_under(Path(item)):
+            for f in _expand(Path(item)):  # hidden files skipped, as read_texts does
                 yield from read_texts([f])
         elif isinstance(item, str):
             yield from read_texts([item])
@@ -113,14 +97,7 @@ def _texts(data: Any) -> Iterator[str]:
 
 
 def _tokenize_fn(adapter: ModelAdapter) -> Callable[[str], List[int]]:
-    tok = adapter.tokenizer
-    if tok is None:
-        raise ModelError(
-            "This model has no tokenizer, so text cannot be tokenized.",
-            expected="a model with model.tokenizer set",
-            received="model.tokenizer is None",
-            fix="pass token ids (a [n_windows, window] tensor) instead of text",
-        )
+    tok = adapter._require_tokenizer(fix="pass token ids (a [n_windows, window] tensor) instead of text")
     return lambda s: list(tok(s, add_special_tokens=False)["input_ids"])
 
 
@@ -604,14 +581,6 @@ class Checkpointer:
         except (SafetensorError, OSError) as exc:
             raise ArtifactError("The checkpoint tensors are corrupted.", received=str(exc), fix="start over") from exc
         return tensors, state
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:

@@ -31,7 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from ._adapters import Inputs, ModelAdapter, adapt
-from ._decoders import Decoder
+from ._decoders import Decoder, ResidStream, SiteMapDecoder
 from ._errors import ArtifactError, InputError, ModelError, SiteError
 from ._logit_lens import LogitLens
 from ._registry import analyze
@@ -157,7 +157,7 @@ class Translators(nn.Module):
         return out
 
 
-class TunedDecoder(Decoder):
+class TunedDecoder(SiteMapDecoder):
     """A :class:`~lensbox.Decoder` whose ``prepare`` applies the site's translator.
 
     Decoding afterwards is the model's final norm + unembedding, chunk by chunk, as
@@ -169,20 +169,14 @@ class TunedDecoder(Decoder):
     def __init__(self, translators: Translators) -> None:
         self.translators = translators
 
-    def prepare(
-        self,
-        adapter: ModelAdapter,
-        site: Site,
-        resid: Float[Tensor, "batch pos d_model"],
-        tokens: Int[Tensor, "batch pos"],
-    ) -> Float[Tensor, "batch pos d_model"]:
-        if site == Site.resid_post(adapter.n_layers - 1) and site not in self.translators:
-            return resid
+    def maps_final(self, site: Site) -> bool:
+        return site in self.translators
+
+    def map_stream(self, adapter: ModelAdapter, site: Site, resid: ResidStream) -> ResidStream:
         tr = self.translators
         if tr.weight.device != resid.device:
             tr.to(resid.device)
-        with torch.no_grad():
-            return tr(resid, site).to(resid.dtype)
+        return tr(resid, site)
 
     def describe(self) -> str:
         return "tuned-lens translator + final norm + unembedding (W_U)"
