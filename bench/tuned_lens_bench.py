@@ -302,6 +302,7 @@ def evaluate_all(args: argparse.Namespace, lenses: Dict[str, Any], windows: Any,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phase", default="all", choices=["all", "lstsq", "finetune", "throughput", "jlens-fit", "report"])
+    ap.add_argument("--docs-only", action="store_true", help="rewrite docs/results/tuned_lens.md from the results JSON")
     ap.add_argument("--child-out", default=None)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the timed phases (the peer ran with 1)")
     ap.add_argument("--eval-threads", type=int, default=2)
@@ -319,6 +320,10 @@ def main() -> None:
                     help="evaluate on the first N of the 16 held-out windows (16 = the peer's whole held-out set)")
     args = ap.parse_args()
 
+    if args.docs_only:
+        write_markdown(json.loads((RESULTS / "tuned_lens.json").read_text()))
+        print(f"wrote {DOCS}")
+        return
     phases = {"lstsq": phase_lstsq, "finetune": phase_finetune, "throughput": phase_throughput,
               "jlens-fit": phase_jlens_fit}
     if args.child_out:
@@ -479,12 +484,17 @@ def write_markdown(r: Dict[str, Any]) -> None:
             f"{reach['cpu_s'] / peer['cpu_s_train_loop']:.3f} of its CPU time. Snapshots are evaluated in order until one "
             "reaches the target (— = not evaluated); times are cumulative forward passes plus that snapshot's solve."
         )
+        L.append("")
+        L.append("This is why `train_tuned_lens` and `lensbox train-lens` start from the least-squares solution "
+                 "(`init='lstsq'`, the default) and treat KL training as a refinement.")
     L += ["", "| lstsq windows | tokens | wall s | CPU s | mean held-out KL |", "|---|---|---|---|---|"] + rows
+    samples = ((peer or {}).get("machine") or {}).get("loadavg_1m_samples_during_training") or []
+    peer_load = f"{min(samples):.1f} to {max(samples):.1f}" if samples else "an unrecorded load"
     L += ["", "## How it was run", ""]
     L.append(f"- Timed phases ran in their own processes with {lst.get('threads')} torch thread, as the peer run. The "
              f"machine (2 cores) was shared with other jobs (1-minute load average {lst.get('load_avg_before')} to "
-             f"{tp.get('load_avg_after')} during our phases; the peer's run saw 3.6 to 12.5), so wall times are "
-             "inflated and noisy; CPU-seconds are steadier.")
+             f"{tp.get('load_avg_after')} during our phases; the peer's run saw {peer_load}), so wall times are "
+             "somewhat inflated; CPU-seconds are steadier.")
     L.append(f"- lensbox lstsq: closed-form least squares (scale-normalised final stream regressed on each site's stream, "
              f"ridge {r['settings']['ridge']} towards the identity) from one forward pass per window. lstsq + KL: then "
              f"{ft['train_tokens']} tokens (the same 50 windows) of KL training: Adam, lr {ft['lr']}, cosine decay, "
@@ -499,7 +509,8 @@ def write_markdown(r: Dict[str, Any]) -> None:
                  f"from training windows {j['windows']} (skip_first_positions={j['skip_first_positions']}); the fit took "
                  f"{_fmt(j['fit']['wall_s'], 0)} s wall / {_fmt(j['fit']['cpu_s'], 0)} CPU-s. That is far below the ~100 "
                  "prompts of 128 tokens its authors call usable, because each fit costs a backward pass per model "
-                 "dimension (576) per prompt: about 9 CPU-seconds per prompt token here. It has no matrix for the "
+                 "dimension (576) per prompt: about "
+                 f"{j['fit']['cpu_s'] / (j['prompts'] * j['tokens_per_prompt']):.1f} CPU-seconds per prompt token here. It has no matrix for the "
                  "embeddings (—). It is not trained to minimise KL, so the comparison is about what each method gives "
                  "for its cost, not a ranking of the ideas.")
     L.append(f"- Bench wall time: {_fmt(r.get('bench_wall_s'), 0)} s.")
