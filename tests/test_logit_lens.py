@@ -409,3 +409,28 @@ def test_mark_policy_with_bad_final_stream(tiny_lm: Any, tiny_tokens: Tensor) ->
     keep = torch.ones_like(clean.entropy, dtype=torch.bool)
     keep[1, :, 5] = False
     torch.testing.assert_close(marked.kl_final[keep], clean.kl_final[keep], atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- raw logits
+def test_top_logits_are_the_raw_decoded_logits(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    """``top_logits`` (the heatmap's 'logit' colour) are ln_final(resid) @ W_U + b_U at the top-k ids."""
+    n_layers = int(tiny_lm.cfg.n_layers)
+    sites = [Site.embed(), Site.resid_post(0), Site.resid_post(n_layers - 1)]
+    result = lensbox.logit_lens(tiny_lm, tiny_tokens, sites=sites, k=3)
+    with torch.no_grad():
+        _, cache = tiny_lm.run_with_cache(tiny_tokens)
+        model_logits = tiny_lm(tiny_tokens).float()
+    assert result.top_logits is not None
+    for i, site in enumerate(sites):
+        by_hand = decode_by_hand(tiny_lm, cache[hook_of(site, n_layers)], "W_U").float()
+        expected = by_hand.gather(-1, result.top_ids[:, i])
+        assert (result.top_logits[:, i] - expected).abs().max().item() <= 1e-4, site.name
+    # the final site's raw logits are the model's own logits (raw bridge)
+    expected_final = model_logits.gather(-1, result.top_ids[:, -1])
+    assert (result.top_logits[:, -1] - expected_final).abs().max().item() <= 1e-4
+    assert torch.equal(result.metric("logit"), result.top_logits[..., 0])
+    df = result.to_pandas()
+    assert df["top1_logit"].tolist() == result.top_logits[..., 0].reshape(-1).tolist()
+    # log-probs and logits differ by one log-normaliser per cell
+    gap = result.top_logits - result.top_logprobs
+    assert (gap - gap[..., :1]).abs().max().item() <= 1e-4

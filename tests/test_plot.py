@@ -92,6 +92,7 @@ def make_result(n_layers: int = 4, n_pos: int = 9, vocab: int = len(VOCAB_LABELS
         entropy=-(p * lp).sum(-1),
         cross_entropy=-nxt,
         n_model_layers=n_layers,
+        top_logits=logits.gather(-1, top.indices),
     )
 
 
@@ -110,12 +111,22 @@ def glyph_warnings(messages: List[str]) -> List[str]:
 
 
 # ------------------------------------------------------------------ heatmap
-@pytest.mark.parametrize("metric", ["top1", "top1_logprob", "logprob", "next_prob", "rank", "final_rank", "kl",
+@pytest.mark.parametrize("metric", ["top1", "logit", "top1_logprob", "logprob", "next_prob", "rank", "final_rank", "kl",
                                     "kl_input", "kl_reverse", "entropy", "ce", "compare_first"])
 def test_heatmap_renders_every_metric(metric):
     fig = plot_heatmap(make_result(), metric)
     assert render_png(fig) is not None
     assert len(fig.axes) >= 2  # heatmap + colour bar
+
+
+def test_logit_metric_needs_raw_logits():
+    from lensbox._plot import heatmap_values
+
+    result = make_result()
+    assert (heatmap_values(result, "logit") == result.top_logits[0, :, :, 0].double().numpy()).all()
+    result.top_logits = None
+    with pytest.raises(InputError, match="no raw logits"):
+        result.metric("logit")
 
 
 def test_heatmap_cells_print_top1_labels():

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     lens.add_argument(
         "--metric",
         default="top1",
-        choices=["top1", "rank", "kl", "kl_input", "entropy", "logprob", "ce"],
+        choices=["top1", "logit", "rank", "kl", "kl_input", "entropy", "logprob", "ce"],
         help="value shown beside each top-1 token (and heatmap colour)",
     )
     lens.add_argument("--decoder", default=None, help="'logit' (default), 'embed_t' or 'last_blocks:K'")

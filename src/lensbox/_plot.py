@@ -31,6 +31,7 @@ Number = Union[int, float]
 HEATMAP_METRICS: Dict[str, Tuple[str, str, str, str]] = {
     "top1": ("probability of the top-1 guess", "p(top-1)", "Blues", "prob"),
     "prob": ("probability of the top-1 guess", "p(top-1)", "Blues", "prob"),
+    "logit": ("raw logit of the top-1 guess", "logit of top-1", "viridis", "linear"),
     "top1_logprob": ("log-probability of the top-1 guess", "log p(top-1), nats", "Blues", "linear"),
     "logprob": ("log-probability of the true next token", "log p(next token), nats", "Blues", "linear"),
     "next_prob": ("probability of the true next token", "p(next token)", "Blues", "prob"),

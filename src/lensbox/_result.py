@@ -13,6 +13,7 @@ from ._sites import Site, SiteLike, resolve_site
 
 METRICS = {
     "top1": "top-1 token probability",
+    "logit": "raw logit of the top-1 token (before softmax)",
     "prob": "top-1 token probability",
     "logprob": "log-prob of the next token",
     "rank": "rank of the next token (0 = top-1)",
@@ -59,6 +60,8 @@ class LensResult:
     cross_entropy: Float[Tensor, "batch layer pos"]
 
     n_model_layers: int
+    #: Raw (pre-softmax) logits of the top-k tokens; ``None`` in results built without them.
+    top_logits: Optional[Float[Tensor, "batch layer pos k"]] = None
 
     # ------------------------------------------------------------------ lookup
     def site_index(self, site: SiteLike) -> int:
@@ -94,6 +97,7 @@ class LensResult:
         """A statistic by short name (see ``lensbox.METRICS``)."""
         table = {
             "top1": self.top_logprobs[..., 0].exp(),
+            "logit": self.top_logits[..., 0] if self.top_logits is not None else None,
             "prob": self.top_logprobs[..., 0].exp(),
             "logprob": self.next_logprob,
             "rank": self.next_rank.float(),
@@ -104,6 +108,13 @@ class LensResult:
             "ce": self.cross_entropy,
             "final_rank": self.final_top1_rank.float(),
         }
+        if name == "logit" and self.top_logits is None:
+            raise InputError(
+                "This result carries no raw logits.",
+                expected="a LensResult from lensbox.logit_lens / tuned_lens (they fill top_logits)",
+                received="top_logits=None",
+                fix="rerun the lens with this version of lensbox",
+            )
         if name not in table:
             raise InputError(
                 f"Unknown metric {name!r}.",
@@ -144,6 +155,9 @@ class LensResult:
                          "kl_final_reverse", "kl_input", "kl_input_reverse", "entropy", "cross_entropy")
         }
         top1p = self.top_logprobs[..., 0].exp().tolist()
+        if self.top_logits is not None:
+            rows["top1_logit"] = []
+            top1_logit = self.top_logits[..., 0].tolist()
         for bi in range(b):
             labels = self.input_labels[bi]
             final_labels = [self.top_labels[bi][l - 1][pi][0] for pi in range(p)]
@@ -157,6 +171,8 @@ class LensResult:
                     rows["next_token"].append(labels[pi + 1] if pi + 1 < p else None)
                     rows["top1_token"].append(self.top_labels[bi][li][pi][0])
                     rows["top1_prob"].append(top1p[bi][li][pi])
+                    if self.top_logits is not None:
+                        rows["top1_logit"].append(top1_logit[bi][li][pi])
                     rows["final_top1_token"].append(final_labels[pi])
                     for name, val in stats.items():
                         v = val[bi][li][pi]
@@ -260,4 +276,5 @@ def result_from_stats(
         entropy=stats["entropy"],
         cross_entropy=stats["cross_entropy"],
         n_model_layers=adapter.n_layers,
+        top_logits=stats.get("top_logits"),
     )
