@@ -292,11 +292,12 @@ class ModelAdapter:
         for s in sites:
             wanted.setdefault(self.hook_name(s), []).append(s)
         store: Dict[Site, Tensor] = {}
+        device = self.device
 
         def make_hook(group: List[Site]) -> Callable[..., None]:
             def hook(act: Tensor, hook: Any = None) -> None:
                 for s in group:
-                    store[s] = act.detach().to(self.device)
+                    store[s] = act.detach().to(device)
 
             return hook
 

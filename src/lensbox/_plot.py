@@ -67,6 +67,14 @@ def _new_figure(width: float, height: float) -> Any:
     return fig
 
 
+def _figure_and_axes(ax: Any, width: float, height: float) -> Tuple[Any, Any]:
+    """``(figure, axes)``: the caller's ``ax`` and its figure, or a new ``width`` x ``height`` figure."""
+    if ax is not None:
+        return ax.figure, ax
+    fig = _new_figure(width, height)
+    return fig, fig.add_subplot()
+
+
 def _fonts_context() -> Any:
     import matplotlib
 
@@ -300,14 +308,8 @@ def plot_heatmap(
         from matplotlib.patches import Rectangle
 
         n_r, n_c = len(rows), len(cols)
-        if ax is None:
-            cell_w = max(0.5, 0.085 * label_chars + 0.05)
-            width = 1.6 + n_c * cell_w + 1.3
-            height = 2.6 + n_r * 0.27
-            fig = _new_figure(width, height)
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
+        cell_w = max(0.5, 0.085 * label_chars + 0.05)
+        fig, ax = _figure_and_axes(ax, 1.6 + n_c * cell_w + 1.3, 2.6 + n_r * 0.27)
         colormap = matplotlib.colormaps[cmap or default_cmap].with_extremes(bad="#d9d9d9")
         norm = _norm_for(scale, values, vmin, vmax, vocab)
         masked = np.ma.masked_invalid(values)
@@ -512,11 +514,7 @@ def _plot_layer_curves(
 ) -> Any:
     """One line per curve (colour ``C{i}``) against the layer axis of ``sites``: the layer-metric figure."""
     with _fonts_context():
-        if ax is None:
-            fig = _new_figure(7.0, 4.2)
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
+        fig, ax = _figure_and_axes(ax, 7.0, 4.2)
         for i, curve in enumerate(curves):
             if curve is None:
                 continue
@@ -632,11 +630,7 @@ def plot_residual_norms(
     with _fonts_context():
         import matplotlib
 
-        if ax is None:
-            fig = _new_figure(7.5, 4.4)
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
+        fig, ax = _figure_and_axes(ax, 7.5, 4.4)
         cmap = matplotlib.colormaps["viridis"]
         for j, c in enumerate(cols):
             color = cmap(j / max(1, len(cols) - 1) * 0.9)
@@ -698,11 +692,7 @@ def plot_trajectory(
     with _fonts_context():
         import matplotlib
 
-        if ax is None:
-            fig = _new_figure(6.6, 6.0)
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
+        fig, ax = _figure_and_axes(ax, 6.6, 6.0)
         cmap = matplotlib.colormaps["viridis"]
         ax.plot(pts[:, 0], pts[:, 1], color="#999999", linewidth=1.0, zorder=1)
         sc = ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(n), cmap=cmap, s=28, zorder=2, edgecolors="white",

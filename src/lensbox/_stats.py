@@ -446,7 +446,7 @@ def _finish(
         "entropy": -p_dot_lp,
         "top_ids": top_ids,
         "top_logprobs": raw["top"] - lse[..., None],
-        "top_logits": raw["top"].clone(),
+        "top_logits": raw["top"],
         "final_top1": final_top1,
     }
     res["cross_entropy"] = -res["next_logprob"]
