@@ -56,7 +56,7 @@ def since(t0: Dict[str, float]) -> Dict[str, float]:
 
 
 def load_windows(adapter: Any, window: int, corpus: str = "botchan") -> Any:
-    from lensbox._corpus import fetch_corpus, read_texts, token_windows, train_val_split
+    from lensbox.data._corpus import fetch_corpus, read_texts, token_windows, train_val_split
 
     tok = adapter.tokenizer
     texts = read_texts(fetch_corpus(corpus, progress=False))
@@ -65,7 +65,7 @@ def load_windows(adapter: Any, window: int, corpus: str = "botchan") -> Any:
 
 
 def layer_rows(acts: torch.Tensor, tokens: torch.Tensor, offset: int, skip: int) -> Any:
-    from lensbox._probe import valid_positions
+    from lensbox.probes._probe import valid_positions
 
     lo, hi = valid_positions(tokens.shape[1], offset, skip)
     x = acts[:, lo:hi].reshape(-1, acts.shape[-1]).float()
@@ -75,8 +75,8 @@ def layer_rows(acts: torch.Tensor, tokens: torch.Tensor, offset: int, skip: int)
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     import lensbox
-    from lensbox._probe import InputProbe, RidgeStatistics, SoftmaxSettings, fit_softmax
-    from lensbox._probe_eval import ProbeEvaluator
+    from lensbox.probes._probe import InputProbe, RidgeStatistics, SoftmaxSettings, fit_softmax
+    from lensbox.probes._evaluate import ProbeEvaluator
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -61,7 +61,7 @@ def load_split(model: Any = None) -> Dict[str, Any]:
     """Train / held-out token windows per bench/peer/README.md (checked against the peer's windows file)."""
     import torch
 
-    from lensbox._corpus import fetch_corpus, read_texts, token_windows
+    from lensbox.data._corpus import fetch_corpus, read_texts, token_windows
 
     text = read_texts(fetch_corpus("botchan", progress=False))[0]
     lines = text.split("\n")
@@ -71,7 +71,7 @@ def load_split(model: Any = None) -> Dict[str, Any]:
     if model is None:
         from transformers import AutoTokenizer
 
-        from lensbox._loading import default_model_dir
+        from lensbox.models._loading import default_model_dir
 
         tok = AutoTokenizer.from_pretrained(str(default_model_dir(progress=False)))
     else:
@@ -118,8 +118,8 @@ def phase_lstsq(args: argparse.Namespace) -> Dict[str, Any]:
 
     import lensbox
     from lensbox import Site
-    from lensbox._train import LstsqStats, _capture, _scale_invariant_norm
-    from lensbox._tuned_lens import Translators, TunedLens, _base_config, translator_sites
+    from lensbox.training._train import LstsqStats, _capture, _scale_invariant_norm
+    from lensbox.lenses._tuned import Translators, TunedLens, _base_config, translator_sites
 
     model = lensbox.load_model(progress=False)
     split = load_split(model)
@@ -163,8 +163,8 @@ def phase_finetune(args: argparse.Namespace) -> Dict[str, Any]:
     import torch
 
     import lensbox
-    from lensbox._train import train_tuned_lens
-    from lensbox._tuned_lens import TunedLens
+    from lensbox.training._train import train_tuned_lens
+    from lensbox.lenses._tuned import TunedLens
 
     model = lensbox.load_model(progress=False)
     split = load_split(model)
@@ -196,7 +196,7 @@ def phase_throughput(args: argparse.Namespace) -> Dict[str, Any]:
     import torch
 
     import lensbox
-    from lensbox._train import train_tuned_lens
+    from lensbox.training._train import train_tuned_lens
 
     model = lensbox.load_model(progress=False)
     split = load_split(model)
@@ -287,7 +287,7 @@ def evaluate_all(args: argparse.Namespace, lenses: Dict[str, Any], windows: Any,
     import torch
 
     import lensbox
-    from lensbox._evaluate import evaluate
+    from lensbox.lenses._evaluate import evaluate
 
     torch.set_num_threads(args.eval_threads)
     model = lensbox.load_model(progress=False)
@@ -358,7 +358,7 @@ def full_report(args: argparse.Namespace) -> None:
     held = split["heldout"][: args.heldout_windows]
     peer = json.loads(PEER_JSON.read_text()) if PEER_JSON.is_file() else None
     model = lensbox.load_model(progress=False)
-    from lensbox._tuned_lens import TunedLens
+    from lensbox.lenses._tuned import TunedLens
 
     lenses: Dict[str, Any] = {"logit": "logit", "ours_lstsq": work_dir() / "lstsq-50", "ours_lstsq_kl": work_dir() / "finetune"}
     if (PEER_LENS / "params.pt").is_file():

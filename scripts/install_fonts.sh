@@ -44,7 +44,7 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 
 # Refresh fontconfig's cache; matplotlib rebuilds its own cache when the font list changes
-# (lensbox._fonts rescans the system font directories when it finds no CJK font).
+# (lensbox.plot._fonts rescans the system font directories when it finds no CJK font).
 if command -v fc-cache >/dev/null 2>&1; then
     fc-cache -f >/dev/null 2>&1 || true
 fi

@@ -14,7 +14,7 @@ import torch
 def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    from lensbox._loading import default_model_dir
+    from lensbox.models._loading import default_model_dir
 
     return AutoTokenizer.from_pretrained(str(default_model_dir(progress=False)))
 

@@ -1,6 +1,6 @@
 import pytest
 
-from lensbox._cli import main
+from lensbox.cli import main
 
 
 @pytest.mark.smollm2
@@ -27,7 +27,7 @@ def test_lens_bad_layer_is_clear(capsys):
 
 def test_unknown_output_format(tmp_path):
     from lensbox import LensboxError
-    from lensbox._cli import write_result
+    from lensbox.cli import write_result
 
     with pytest.raises(LensboxError, match="Unknown output format"):
         write_result(object(), tmp_path / "x.docx")

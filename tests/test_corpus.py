@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lensbox import _corpus
+from lensbox.data import _corpus
 from lensbox._cache import cache_dir
-from lensbox._corpus import (
+from lensbox.data._corpus import (
     CORPORA,
     CorpusSpec,
     batched,

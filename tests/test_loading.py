@@ -5,7 +5,7 @@ import pytest
 
 import lensbox
 from lensbox import InputError, ModelError
-from lensbox import _loading
+from lensbox.models import _loading
 
 
 def test_cache_dir_env(tmp_path, monkeypatch):

@@ -123,7 +123,7 @@ def test_final_layer_equals_model_log_softmax(tiny_lm: Any, tiny_lm_compat: Any,
 
 @pytest.mark.smollm2
 def test_final_layer_equals_model_log_softmax_smollm2(smollm2_model: Any) -> None:
-    from lensbox._stats import lens_statistics
+    from lensbox.lenses._stats import lens_statistics
 
     model = smollm2_model
     adapter = lensbox.adapt(model)

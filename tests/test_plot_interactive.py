@@ -10,7 +10,7 @@ from test_plot import make_result
 
 
 def test_missing_plotly_gives_a_clear_error(monkeypatch):
-    import lensbox._plot_interactive as pi
+    import lensbox.plot._interactive as pi
 
     monkeypatch.setitem(sys.modules, "plotly", None)
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
@@ -21,14 +21,14 @@ def test_missing_plotly_gives_a_clear_error(monkeypatch):
 def test_importing_lensbox_does_not_import_plotly():
     import subprocess
 
-    code = "import sys, lensbox, lensbox._plot, lensbox._plot_interactive; print('plotly' in sys.modules)"
+    code = "import sys, lensbox, lensbox.plot._plot, lensbox.plot._interactive; print('plotly' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_interactive_heatmap_matches_result():
     pytest.importorskip("plotly", reason="plotly is an optional extra (pip install plotly)")
-    from lensbox._plot_interactive import plot_heatmap_interactive
+    from lensbox.plot._interactive import plot_heatmap_interactive
 
     r = make_result()
     fig = plot_heatmap_interactive(r, "kl", label_chars=40)

@@ -8,7 +8,7 @@ import torch
 
 import lensbox
 from lensbox import InputError, ModelError, Site
-from lensbox._probe import (
+from lensbox.probes._probe import (
     InputProbe,
     RidgeStatistics,
     SoftmaxSettings,
@@ -17,7 +17,7 @@ from lensbox._probe import (
     solve_ridge,
     valid_positions,
 )
-from lensbox._probe_eval import (
+from lensbox.probes._evaluate import (
     ProbeEvaluation,
     bucket_labels,
     embedding_relation,

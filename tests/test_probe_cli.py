@@ -6,7 +6,7 @@ import random
 import pandas as pd
 import pytest
 
-from lensbox._cli import main
+from lensbox.cli import main
 
 from models import smollm2_tokenizer, tiny_hf_llama
 

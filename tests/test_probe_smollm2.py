@@ -3,8 +3,8 @@
 import pytest
 
 import lensbox
-from lensbox._corpus import fetch_corpus, read_texts
-from lensbox._probe import InputProbe
+from lensbox.data._corpus import fetch_corpus, read_texts
+from lensbox.probes._probe import InputProbe
 
 
 @pytest.mark.smollm2

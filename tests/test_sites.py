@@ -1,7 +1,7 @@
 import pytest
 
 from lensbox import Site, SiteError, SiteKind
-from lensbox._sites import default_sites, parse_sites, resolve_site
+from lensbox.core._sites import default_sites, parse_sites, resolve_site
 
 
 def test_resolve_forms():

@@ -1,4 +1,4 @@
-"""The chunked statistics engine (lensbox._stats): its kernels, its numerics and its memory bound."""
+"""The chunked statistics engine (lensbox.lenses._stats): its kernels, its numerics and its memory bound."""
 
 from typing import Any, Dict, List
 
@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import lensbox
 from lensbox import Decoder, InputError, NonFiniteError, Site
-from lensbox._stats import (
+from lensbox.lenses._stats import (
     _PAD_LOGIT,
     _batched_dots,
     _count_greater,
@@ -164,7 +164,7 @@ def test_no_layer_by_position_by_vocab_tensor(tiny_lm: Any, decoder: Any) -> Non
     chunk_rows = 16
     spy = _LargestVocabTensor({adapter.d_vocab, _padded_width(adapter.d_vocab)})
     with spy:
-        stats = lens_statistics(adapter, streams, sites, tokens, lensbox._decoders.make_decoder(decoder), final=final, chunk_rows=chunk_rows)
+        stats = lens_statistics(adapter, streams, sites, tokens, lensbox.lenses._decoders.make_decoder(decoder), final=final, chunk_rows=chunk_rows)
     full_rows = len(sites) * tokens.shape[1]  # what an unchunked computation would hold: 7 x 64
     # Two boolean rank buffers of chunk_rows rows are the largest vocabulary-wide tensors.
     assert 0 < spy.max_rows <= 2 * chunk_rows < full_rows // 8

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lensbox._errors import InputError
-from lensbox._tokens import (
+from lensbox.core._tokens import (
     CONTINUATION,
     _BYTE_LEVEL,
     sequence_labels,

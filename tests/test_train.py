@@ -9,7 +9,7 @@ import torch
 
 import lensbox
 from lensbox import ArtifactError, InputError, NonFiniteError, Site
-from lensbox._train import (
+from lensbox.training._train import (
     LstsqStats,
     TrainSettings,
     WindowStream,
@@ -20,7 +20,7 @@ from lensbox._train import (
     train_tuned_lens,
     validation_kl,
 )
-from lensbox._tuned_lens import Translators, TunedLens, translator_sites
+from lensbox.lenses._tuned import Translators, TunedLens, translator_sites
 
 from test_tuned_lens_models import TEXT, random_windows, tiny_model
 

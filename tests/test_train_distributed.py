@@ -11,7 +11,7 @@ from test_tuned_lens_models import save_tiny_hf_dir
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
-    from lensbox._tuned_lens import TunedLens
+    from lensbox.lenses._tuned import TunedLens
 
     model_dir = save_tiny_hf_dir(tmp_path / "tiny-model")
     text = tmp_path / "train.txt"

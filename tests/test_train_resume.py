@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from test_tuned_lens_models import random_windows, tiny_model
-    from lensbox._train import train_tuned_lens
+    from lensbox.training._train import train_tuned_lens
 
     ckpt, out = sys.argv[1], sys.argv[2]
     kill_at = int(os.environ.get("KILL_AT", "0"))
@@ -44,7 +44,7 @@ def run(script: Path, ckpt: Path, out: Path, **env: str) -> subprocess.Popen:
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
-    from lensbox._tuned_lens import TunedLens
+    from lensbox.lenses._tuned import TunedLens
 
     script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))

@@ -10,8 +10,8 @@ import torch
 
 import lensbox
 from lensbox import ArtifactError, InputError, ModelError, Site, SiteError
-from lensbox._registry import get_analyzer
-from lensbox._tuned_lens import Translators, TunedLens, translator_sites, tuned_lens
+from lensbox.core._registry import get_analyzer
+from lensbox.lenses._tuned import Translators, TunedLens, translator_sites, tuned_lens
 
 from test_tuned_lens_models import TEXT, random_windows, tiny_model
 
@@ -259,7 +259,7 @@ def write_tuned_lens_dir(path: Path, lens: TunedLens, model) -> Path:
         state[f"{i}.weight"] = tr.weight[i].detach().clone()
         state[f"{i}.bias"] = tr.bias[i].detach().clone()
     torch.save(state, path / "params.pt")
-    from lensbox._tuned_lens import tuned_lens_unembed_hash
+    from lensbox.lenses._tuned import tuned_lens_unembed_hash
 
     cfg = {
         "base_model_name_or_path": "tiny",

@@ -1,11 +1,11 @@
-"""`lensbox train-lens` and `lensbox eval-lens` through lensbox._cli.main."""
+"""`lensbox train-lens` and `lensbox eval-lens` through lensbox.cli.main."""
 
 import json
 
 import pytest
 
-from lensbox._cli import main
-from lensbox._tuned_lens import TunedLens
+from lensbox.cli import main
+from lensbox.lenses._tuned import TunedLens
 
 from test_tuned_lens_models import save_tiny_hf_dir
 

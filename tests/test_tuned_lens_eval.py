@@ -7,8 +7,8 @@ import torch
 
 import lensbox
 from lensbox import InputError, Site
-from lensbox._evaluate import JacobianDecoder, evaluate
-from lensbox._tuned_lens import TunedLens
+from lensbox.lenses._evaluate import JacobianDecoder, evaluate
+from lensbox.lenses._tuned import TunedLens
 
 from test_tuned_lens import random_lens, write_tuned_lens_dir
 from test_tuned_lens_models import random_windows, tiny_model

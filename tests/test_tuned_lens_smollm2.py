@@ -3,9 +3,9 @@
 import pytest
 
 import lensbox
-from lensbox._corpus import fetch_corpus, read_texts
-from lensbox._evaluate import evaluate
-from lensbox._train import train_tuned_lens
+from lensbox.data._corpus import fetch_corpus, read_texts
+from lensbox.lenses._evaluate import evaluate
+from lensbox.training._train import train_tuned_lens
 
 
 @pytest.mark.smollm2

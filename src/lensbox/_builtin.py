@@ -1,10 +1,10 @@
 """Registers lensbox's built-in analyzers (imported lazily by the registry)."""
 
-from ._geometry import ResidualNormsAnalyzer, TokenPlaneAnalyzer
-from ._logit_lens import LogitLens
-from ._probe import InputProbe
-from ._registry import register_analyzer
-from ._tuned_lens import TunedLens
+from .lenses._geometry import ResidualNormsAnalyzer, TokenPlaneAnalyzer
+from .lenses._logit import LogitLens
+from .probes._probe import InputProbe
+from .core._registry import register_analyzer
+from .lenses._tuned import TunedLens
 
 register_analyzer("logit_lens", LogitLens, overwrite=True)
 register_analyzer("tuned_lens", TunedLens, overwrite=True)

@@ -9,7 +9,7 @@ from transformer_lens import HookedTransformer  # noqa: E402
 
 import lensbox  # noqa: E402
 from lensbox import Site  # noqa: E402
-from lensbox._convert import to_hooked_transformer  # noqa: E402
+from lensbox.models._convert import to_hooked_transformer  # noqa: E402
 
 import compat_checks as checks  # noqa: E402
 from compat_models import char_ids, tiny_llama  # noqa: E402

@@ -8,7 +8,7 @@ pytest.importorskip("transformer_lens.HookedTransformer", exc_type=ImportError)
 from transformer_lens import HookedTransformer  # noqa: E402
 
 from lensbox import ModelError  # noqa: E402
-from lensbox._convert import to_hooked_transformer  # noqa: E402
+from lensbox.models._convert import to_hooked_transformer  # noqa: E402
 
 from compat_models import tiny_llama  # noqa: E402
 

@@ -5,7 +5,7 @@ import importlib.metadata
 import pytest
 
 from lensbox import ModelError
-from lensbox._convert import to_hooked_transformer
+from lensbox.models._convert import to_hooked_transformer
 
 from compat_models import hooked_transformer_class, tiny_llama
 

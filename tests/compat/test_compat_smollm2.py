@@ -7,7 +7,7 @@ pytest.importorskip("transformer_lens.HookedTransformer", exc_type=ImportError)
 
 import lensbox  # noqa: E402
 from lensbox import Site  # noqa: E402
-from lensbox._convert import to_hooked_transformer  # noqa: E402
+from lensbox.models._convert import to_hooked_transformer  # noqa: E402
 
 import compat_checks as checks  # noqa: E402
 

@@ -30,13 +30,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ._adapters import Inputs, ModelAdapter, adapt
+from ..core._adapter import Inputs, ModelAdapter, adapt
 from ._decoders import Decoder, ResidStream, SiteMapDecoder
-from ._errors import ArtifactError, InputError, ModelError, SiteError
-from ._logit_lens import LogitLens
-from ._registry import analyze
+from .._errors import ArtifactError, InputError, ModelError, SiteError
+from ._logit import LogitLens
+from ..core._registry import analyze
 from ._result import LensResult
-from ._sites import Site, SiteKind, SiteLike, parse_sites, resolve_site
+from ..core._sites import Site, SiteKind, SiteLike, parse_sites, resolve_site
 
 FORMAT_NAME = "lensbox.tuned_lens"
 FORMAT_VERSION = 1
@@ -604,7 +604,7 @@ def tuned_lens_unembed_hash(adapter: ModelAdapter) -> Optional[str]:
 
 
 def _base_config(adapter: ModelAdapter) -> Dict[str, Any]:
-    from . import __version__
+    from .. import __version__
 
     return {
         "format": FORMAT_NAME,

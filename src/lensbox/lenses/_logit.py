@@ -5,11 +5,11 @@ from typing import Any, Dict, List, Optional
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import Inputs, ModelAdapter
+from ..core._adapter import Inputs, ModelAdapter
 from ._decoders import Decoder, DecoderLike, make_decoder
-from ._registry import Analyzer, analyze
+from ..core._registry import Analyzer, analyze
 from ._result import LensResult, result_from_stats
-from ._sites import Site
+from ..core._sites import Site
 from ._stats import lens_statistics
 
 

@@ -12,9 +12,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import ModelAdapter
-from ._errors import InputError
-from ._sites import Site
+from ..core._adapter import ModelAdapter
+from .._errors import InputError
+from ..core._sites import Site
 
 ResidStream = Float[Tensor, "batch pos d_model"]  # one site's stream, as ``prepare`` sees it
 TokenIds = Int[Tensor, "batch pos"]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
-from ._errors import ModelError
+from .._errors import ModelError
 
 # A causal mask of n_ctx x n_ctx booleans is stored in every attention layer, so the
 # default context is capped: 2048 costs 4 MiB a layer, 8192 would cost 64 MiB a layer.

@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import Inputs, ModelAdapter, adapt
-from ._errors import InputError, LensboxError
+from ._adapter import Inputs, ModelAdapter, adapt
+from .._errors import InputError, LensboxError
 from ._sites import Site
 
 ENTRY_POINT_GROUP = "lensbox.analyzers"
@@ -68,14 +68,14 @@ def _entry_points() -> Dict[str, Any]:
 
 def available_analyzers() -> List[str]:
     """Names of registered analyzers, including those offered by installed packages' entry points."""
-    from . import _builtin  # noqa: F401  (registers the built-in analyzers)
+    from .. import _builtin  # noqa: F401  (registers the built-in analyzers)
 
     return sorted(set(_REGISTRY) | set(_entry_points()))
 
 
 def get_analyzer(name: str) -> Callable[..., Analyzer]:
     """The analyzer factory registered as ``name`` (built-ins, then entry points)."""
-    from . import _builtin  # noqa: F401
+    from .. import _builtin  # noqa: F401
 
     if name in _REGISTRY:
         return _REGISTRY[name]

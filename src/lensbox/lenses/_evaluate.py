@@ -21,12 +21,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ._adapters import ModelAdapter, adapt
+from ..core._adapter import ModelAdapter, adapt
 from ._decoders import Decoder, ResidStream, SiteMapDecoder
-from ._errors import InputError
-from ._logit_lens import LogitLens
-from ._sites import Site, SiteKind
-from ._tuned_lens import TunedDecoder, TunedLens
+from .._errors import InputError
+from ._logit import LogitLens
+from ..core._sites import Site, SiteKind
+from ._tuned import TunedDecoder, TunedLens
 
 METRIC_NAMES = {
     "kl": "KL(final || lens), nats",
@@ -187,7 +187,7 @@ def plot_evaluation(
             received=repr(metric),
             fix="e.g. metric='kl'",
         )
-    from ._plot import _plot_layer_curves, _site_x
+    from ..plot._plot import _plot_layer_curves, _site_x
 
     curves = []
     for lens in evaluation.lenses:
@@ -207,7 +207,7 @@ def plot_evaluation(
 
 def _byte_len(adapter: ModelAdapter, cache: Dict[int, int], tid: int) -> int:
     if tid not in cache:
-        from ._tokens import token_bytes
+        from ..core._tokens import token_bytes
 
         try:
             cache[tid] = len(token_bytes(adapter.tokenizer, tid))
@@ -244,7 +244,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from ._train import raw_windows
+    from ..training._train import raw_windows
 
     adapter = adapt(model)
     if not lenses:

@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._errors import InputError, SiteError
-from ._sites import Site, SiteLike, resolve_site
+from .._errors import InputError, SiteError
+from ..core._sites import Site, SiteLike, resolve_site
 
 METRICS = {
     "top1": "top-1 token probability",

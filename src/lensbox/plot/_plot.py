@@ -6,7 +6,7 @@ pyplot (no global figure registry, no GUI backend needed), so they work headless
 display once in a notebook. Save them with :func:`save_figure` (``.png``, ``.svg`` or
 ``.pdf``), or ``fig.savefig``.
 
-Token labels are drawn with a fallback list of font families (see ``lensbox._fonts``)
+Token labels are drawn with a fallback list of font families (see ``lensbox.plot._fonts``)
 so Chinese, Japanese, Cyrillic and Arabic labels render with real glyphs when the
 fonts are installed (``scripts/install_fonts.sh``).
 """
@@ -18,10 +18,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 from ._fonts import font_rc
-from ._result import LensResult
-from ._sites import Site, SiteKind, SiteLike
+from ..lenses._result import LensResult
+from ..core._sites import Site, SiteKind, SiteLike
 
 PositionSpec = Union[None, int, slice, range, Sequence[int], Tuple[int, int]]
 Number = Union[int, float]
@@ -559,7 +559,7 @@ def plot_layer_metric(
         band: draw the interquartile band.
         log: logarithmic y axis.
     """
-    from ._result import METRICS
+    from ..lenses._result import METRICS
 
     named = _as_named_results(results)
     if metric not in METRICS:
@@ -612,7 +612,7 @@ def plot_residual_norms(
         positions: which positions get a line (default: all, or the last ``max_positions``).
         log: logarithmic y axis (norms often span orders of magnitude, e.g. the first position).
     """
-    from ._geometry import ResidualNorms
+    from ..lenses._geometry import ResidualNorms
 
     if not isinstance(norms, ResidualNorms):
         raise InputError(
@@ -673,7 +673,7 @@ def plot_trajectory(
         traj: a :class:`TokenPlaneTrajectory` from :func:`lensbox.token_plane_trajectory`.
         annotate_every: label every k-th site (default: about eight labels).
     """
-    from ._geometry import TokenPlaneTrajectory
+    from ..lenses._geometry import TokenPlaneTrajectory
 
     if not isinstance(traj, TokenPlaneTrajectory):
         raise InputError(

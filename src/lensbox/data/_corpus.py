@@ -33,8 +33,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from ._cache import cache_dir
-from ._errors import InputError, LensboxError
+from .._cache import cache_dir
+from .._errors import InputError, LensboxError
 
 __all__ = [
     "CORPORA",

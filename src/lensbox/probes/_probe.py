@@ -13,7 +13,7 @@ one before it, +1 = the next one) an :class:`InputProbe` fits
 
 Activations come from one forward pass per batch of windows that captures every site at
 once (:meth:`ModelAdapter.run_and_capture`). Probes save as safetensors + JSON and refuse to
-load onto another model. Evaluation lives in :mod:`lensbox._probe_eval`.
+load onto another model. Evaluation lives in :mod:`lensbox.probes._evaluate`.
 """
 
 import dataclasses
@@ -30,10 +30,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import ModelAdapter, adapt
-from ._errors import ArtifactError, InputError, ModelError, NonFiniteError
-from ._registry import Analyzer
-from ._sites import Site, resolve_site
+from ..core._adapter import ModelAdapter, adapt
+from .._errors import ArtifactError, InputError, ModelError, NonFiniteError
+from ..core._registry import Analyzer
+from ..core._sites import Site, resolve_site
 
 DEFAULT_OFFSETS: Tuple[int, ...] = (0, -1, -2, -3, 1)
 PROBE_KINDS: Tuple[str, ...] = ("ridge", "softmax")
@@ -165,7 +165,7 @@ def probe_windows(
     texts when the tokenizer has one) and cut into full windows of ``window`` tokens. If the
     text is shorter than one window, it becomes a single shorter window. ``max_tokens`` caps
     the total. A token tensor ``[n, pos]`` (or ``[pos]``) is used as it is, and so is an
-    iterable of equal-length window tensors (e.g. from ``lensbox._corpus.split_windows``).
+    iterable of equal-length window tensors (e.g. from ``lensbox.data._corpus.split_windows``).
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise InputError(
@@ -990,7 +990,7 @@ class InputProbe(Analyzer):
 
     def evaluate(self, model: Any, inputs: ProbeInputs, **kwargs: Any) -> Any:
         """Evaluate on held-out ``inputs``; see :func:`lensbox.evaluate_probe`."""
-        from ._probe_eval import evaluate_probe
+        from ._evaluate import evaluate_probe
 
         return evaluate_probe(self, model, inputs, **kwargs)
 
@@ -1001,7 +1001,7 @@ class InputProbe(Analyzer):
         tokens: Int[Tensor, "batch pos"],
     ) -> Any:
         """Analyzer entry point: evaluate a fitted probe on one batch (a :class:`ProbeEvaluation`)."""
-        from ._probe_eval import ProbeEvaluator
+        from ._evaluate import ProbeEvaluator
 
         self._require_fitted()
         self.check_model(adapter)
@@ -1012,7 +1012,7 @@ class InputProbe(Analyzer):
     # ------------------------------------------------------------------ saving
     def config(self) -> Dict[str, Any]:
         """The JSON side of a saved probe."""
-        from . import __version__
+        from .. import __version__
 
         return {
             "format_version": FORMAT_VERSION,

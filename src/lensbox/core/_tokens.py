@@ -20,7 +20,7 @@ import re
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._errors import InputError
+from .._errors import InputError
 
 __all__ = ["sequence_labels", "token_bytes", "token_label", "tokenizer_kind", "visible_text"]
 

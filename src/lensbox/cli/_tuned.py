@@ -1,6 +1,6 @@
 """``lensbox train-lens`` and ``lensbox eval-lens``: thin argparse layers over the tuned-lens library functions.
 
-``lensbox._cli`` calls :func:`add_subcommands`. Under ``torchrun`` the same command
+``lensbox.cli`` calls :func:`add_subcommands`. Under ``torchrun`` the same command
 trains data-parallel (one process per rank; rank 0 writes the lens).
 """
 
@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ._errors import InputError
+from .._errors import InputError
 
 
 def _data_from_args(args: argparse.Namespace) -> Any:
     items: List[Any] = [Path(p) for p in (args.files or [])]
     corpus: Optional[Dict[str, Any]] = None
     if args.corpus:
-        from ._corpus import CORPORA, fetch_corpus
+        from ..data._corpus import CORPORA, fetch_corpus
 
         paths = fetch_corpus(args.corpus, progress=not args.quiet)
         items.extend(paths)
@@ -41,7 +41,7 @@ def _data_from_args(args: argparse.Namespace) -> Any:
 def _load_model(args: argparse.Namespace) -> Any:
     import torch
 
-    from ._loading import load_model
+    from ..models._loading import load_model
 
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     return load_model(
@@ -50,8 +50,8 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ._train import train_tuned_lens
-    from ._tuned_lens import atomic_write_dir
+    from ..training._train import train_tuned_lens
+    from ..lenses._tuned import atomic_write_dir
 
     out = Path(args.out).expanduser()
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
@@ -97,7 +97,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ._evaluate import evaluate
+    from ..lenses._evaluate import evaluate
 
     lenses: Dict[str, Any] = {}
     if not args.no_logit:

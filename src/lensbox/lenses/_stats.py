@@ -26,10 +26,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import ModelAdapter
+from ..core._adapter import ModelAdapter
 from ._decoders import Decoder, EmbedTransposeDecoder
-from ._errors import InputError, NonFiniteError
-from ._sites import Site
+from .._errors import InputError, NonFiniteError
+from ..core._sites import Site
 
 STAT_FIELDS = (
     "next_logprob",

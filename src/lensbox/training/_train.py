@@ -35,11 +35,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import ModelAdapter, adapt
-from ._corpus import _expand, _sha256
-from ._errors import ArtifactError, InputError, ModelError, NonFiniteError
-from ._sites import Site, parse_sites
-from ._tuned_lens import Translators, TunedLens, _base_config, _fingerprint_mismatch, _jsonable, translator_sites
+from ..core._adapter import ModelAdapter, adapt
+from ..data._corpus import _expand, _sha256
+from .._errors import ArtifactError, InputError, ModelError, NonFiniteError
+from ..core._sites import Site, parse_sites
+from ..lenses._tuned import Translators, TunedLens, _base_config, _fingerprint_mismatch, _jsonable, translator_sites
 
 DataLike = Any  # str | PathLike | iterable of those | token tensor | list of token lists
 
@@ -78,7 +78,7 @@ def _is_token_data(data: Any) -> bool:
 
 def _texts(data: Any) -> Iterator[str]:
     """Texts one at a time: strings as given (or as file names, by ``read_texts``'s rule), files read lazily."""
-    from ._corpus import read_texts
+    from ..data._corpus import read_texts
 
     items = [data] if isinstance(data, (str, os.PathLike)) else data
     for item in items:
@@ -110,11 +110,11 @@ def raw_windows(adapter: ModelAdapter, data: DataLike, window: int) -> Iterator[
     """Cut the data into consecutive ``window``-token windows, in corpus order, streaming.
 
     Texts and files are tokenized without special tokens, texts joined by the EOS
-    token (``lensbox._corpus.token_windows``); a ``[n, window]`` token tensor is taken
+    token (``lensbox.data._corpus.token_windows``); a ``[n, window]`` token tensor is taken
     row by row; other token data is concatenated and cut. No BOS is added. A final
     partial window is dropped.
     """
-    from ._corpus import token_windows
+    from ..data._corpus import token_windows
 
     data = _fresh(data)
     if _is_token_data(data):
@@ -183,7 +183,7 @@ def describe_data(data: DataLike) -> Dict[str, Any]:
 class WindowStream:
     """The deterministic window order for training: a validation split, then per-epoch shuffles.
 
-    Windows are split into training and validation by ``lensbox._corpus.split_windows``
+    Windows are split into training and validation by ``lensbox.data._corpus.split_windows``
     (a hash of ``(seed, window index)``); the first validation windows, up to
     ``max_val_tokens``, form the validation set and no validation window is ever trained
     on. Training windows pass through a shuffle buffer seeded by ``(seed, epoch)``.
@@ -200,7 +200,7 @@ class WindowStream:
         max_val_tokens: int,
         shuffle_buffer: int,
     ) -> None:
-        from ._corpus import split_windows
+        from ..data._corpus import split_windows
 
         if not 0.0 <= val_fraction < 1.0:
             raise InputError(
@@ -236,7 +236,7 @@ class WindowStream:
             yield torch.tensor(w, dtype=torch.long)
 
     def _train_windows(self) -> Iterator[List[int]]:
-        from ._corpus import split_windows
+        from ..data._corpus import split_windows
 
         if self.val_fraction <= 0:
             yield from raw_windows(self.adapter, self.data, self.window)

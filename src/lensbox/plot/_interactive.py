@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._errors import InputError
+from .._errors import InputError
 from ._plot import (
     HEATMAP_METRICS,
     PositionSpec,
@@ -23,8 +23,8 @@ from ._plot import (
     heatmap_values,
     select_positions,
 )
-from ._result import LensResult
-from ._sites import SiteLike
+from ..lenses._result import LensResult
+from ..core._sites import SiteLike
 
 Number = Union[int, float]
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ._errors import InputError
+from .._errors import InputError
 
 DEFAULT_TRAIN_TOKENS = 20_000
 DEFAULT_EVAL_TOKENS = 5_000
@@ -57,7 +57,7 @@ def load_windows(adapter: Any, spec: Dict[str, Any], part: str, max_tokens: int,
     """Token windows ``[n, window]`` of one part ('train' or 'val') of the text described by ``spec``."""
     import torch
 
-    from ._corpus import fetch_corpus, read_texts, split_windows, token_windows
+    from ..data._corpus import fetch_corpus, read_texts, split_windows, token_windows
 
     if spec["text"]:
         texts = read_texts([Path(p) for p in spec["text"]])
@@ -98,14 +98,14 @@ def load_windows(adapter: Any, spec: Dict[str, Any], part: str, max_tokens: int,
 
 
 def _load_model(args: argparse.Namespace) -> Any:
-    from ._loading import load_model
+    from ..models._loading import load_model
 
     return load_model(args.model, progress=not args.quiet)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ._adapters import adapt
-    from ._probe import InputProbe, SoftmaxSettings
+    from ..core._adapter import adapt
+    from ..probes._probe import InputProbe, SoftmaxSettings
 
     model = _load_model(args)
     adapter = adapt(model)
@@ -139,8 +139,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ._adapters import adapt
-    from ._probe import InputProbe
+    from ..core._adapter import adapt
+    from ..probes._probe import InputProbe
 
     probe = InputProbe.load(args.probe)
     model = _load_model(args)
@@ -165,7 +165,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=1), encoding="utf-8")
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
-        from . import plot
+        from .. import plot
 
         fig = plot.plot_probe_accuracy(result.accuracy_table(args.method), metric="top1" if args.k == 1 else "top5")
         plot.save_figure(fig, args.plot)

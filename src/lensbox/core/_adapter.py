@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._errors import InputError, ModelError
+from .._errors import InputError, ModelError
 from ._sites import Site, SiteKind, SiteLike, parse_sites, resolve_site, valid_site_names
 
 Inputs = Union[str, Sequence[str], Tensor, Sequence[int]]

@@ -31,7 +31,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(_fonts, name)
     if name == "plot_heatmap_interactive":
-        from . import _plot_interactive
+        from . import _interactive as _plot_interactive
 
         return _plot_interactive.plot_heatmap_interactive
     raise AttributeError(f"module 'lensbox.plot' has no attribute {name!r}")

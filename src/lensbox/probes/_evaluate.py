@@ -25,8 +25,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapters import ModelAdapter, adapt
-from ._errors import InputError
+from ..core._adapter import ModelAdapter, adapt
+from .._errors import InputError
 from ._probe import (
     InputProbe,
     ProbeInputs,
@@ -35,7 +35,7 @@ from ._probe import (
     probe_windows,
     valid_positions,
 )
-from ._sites import Site, resolve_site
+from ..core._sites import Site, resolve_site
 
 METHODS: Tuple[str, ...] = ("ridge_dot", "ridge_cos", "softmax", "majority", "embed_t")
 METHOD_DESCRIPTIONS: Dict[str, str] = {

@@ -10,20 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ._errors import LensboxError
+from .._errors import LensboxError
 
 # Modules that contribute subcommands through add_subcommands(subparsers); missing ones are skipped.
-_SUBCOMMAND_MODULES = ("lensbox._cli_tuned", "lensbox._cli_probe")
+_SUBCOMMAND_MODULES = ("lensbox.cli._tuned", "lensbox.cli._probe")
 
 
 def _load_model_for(args: argparse.Namespace) -> Any:
-    from ._loading import load_model
+    from ..models._loading import load_model
 
     return load_model(args.model, compatibility_mode=getattr(args, "compat", False), progress=not args.quiet)
 
 
 def _cmd_lens(args: argparse.Namespace) -> int:
-    from ._logit_lens import logit_lens
+    from ..lenses._logit import logit_lens
 
     model = _load_model_for(args)
     result = logit_lens(
@@ -51,7 +51,7 @@ def write_result(result: Any, out: Path, *, metric: str = "top1", max_positions:
     elif suffix == ".html":
         out.write_text("<!doctype html><meta charset='utf-8'>" + result._repr_html_(), encoding="utf-8")
     elif suffix in {".png", ".svg", ".pdf"}:
-        plot = importlib.import_module("lensbox._plot")
+        plot = importlib.import_module("lensbox.plot._plot")
         fig = plot.plot_heatmap(result, metric=metric, max_positions=max_positions)
         plot.save_figure(fig, out)
     else:
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_analyzers(args: argparse.Namespace) -> int:
-    from ._registry import available_analyzers
+    from ..core._registry import available_analyzers
 
     for name in available_analyzers():
         print(name)

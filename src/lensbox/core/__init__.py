@@ -1,0 +1,1 @@
+"""lensbox.core."""
