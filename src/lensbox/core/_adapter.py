@@ -6,7 +6,6 @@ tokenizer. The rest of lensbox talks only to the adapter. See ``README_adapters.
 beside this file for the facts each branch relies on.
 """
 
-import hashlib
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
@@ -14,7 +13,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import InputError, ModelError
-from ._sites import Site, SiteKind, SiteLike, parse_sites, resolve_site, valid_site_names
+from ._sites import Site, SiteKind, SiteLike, SitesSpec, parse_sites, resolve_site, valid_site_names
 
 Inputs = Union[str, Sequence[str], Tensor, Sequence[int]]
 
@@ -121,7 +120,7 @@ class ModelAdapter:
         """Validate one site for this model (an unknown one lists the valid choices)."""
         return resolve_site(site, self.n_layers)
 
-    def sites(self, spec: Any = None, *, include_mid: bool = False) -> List[Site]:
+    def sites(self, spec: SitesSpec = None, *, include_mid: bool = False) -> List[Site]:
         """Resolve a selection (None/'all', '0-5,final', a list, ...) into sorted sites."""
         return parse_sites(spec, self.n_layers, include_mid=include_mid)
 
@@ -152,27 +151,14 @@ class ModelAdapter:
         """Final norm then unembedding: the logit lens decoder."""
         return self.unembed(self.final_norm(resid))
 
-    def fingerprint(self) -> Dict[str, Any]:
-        """A tolerance-comparable identity of the decoder (final norm + unembedding).
+    @property
+    def fingerprint(self) -> "Fingerprint":
+        """The model's :class:`~lensbox.core.Fingerprint` (computed once per model object, then cached).
 
-        Decodes eight fixed pseudo-random vectors and keeps their top token ids and a
-        few log-probabilities. It is the same for a raw bridge, a compatibility-mode
-        bridge and a HookedTransformer of the same weights, and differs between models.
+        The cache is keyed on the model and refreshed when a parameter is replaced or
+        modified in place, so reading it again is cheap.
         """
-        gen = torch.Generator().manual_seed(20240229)
-        probes = torch.randn(8, self.d_model, generator=gen).to(self.device, self.dtype)
-        with torch.no_grad():
-            lp = self.decode(probes).float().log_softmax(-1)
-        top = lp.topk(3, dim=-1)
-        digest = hashlib.sha256(top.indices.cpu().numpy().tobytes()).hexdigest()[:16]
-        return {
-            "d_model": self.d_model,
-            "d_vocab": self.d_vocab,
-            "n_layers": self.n_layers,
-            "top_ids": top.indices.cpu().tolist(),
-            "top_logprobs": [[round(v, 4) for v in row] for row in top.values.cpu().tolist()],
-            "digest": digest,
-        }
+        return Fingerprint.of(self)
 
     # ------------------------------------------------------------------ tokens
     def to_tokens(self, inputs: Inputs, *, prepend_bos: Optional[bool] = None) -> Int[Tensor, "batch pos"]:
@@ -340,8 +326,20 @@ class ModelAdapter:
         return out["final"]
 
 
-def adapt(model: Any) -> ModelAdapter:
+ModelLike = Union[torch.nn.Module, ModelAdapter]
+"""What every ``model`` argument accepts: a TransformerLens ``TransformerBridge`` (4.x) or
+``HookedTransformer`` (2.x/3.x, and subclasses), both ``torch.nn.Module`` objects, or a
+:class:`ModelAdapter` already built from one. :func:`adapt` refuses other modules with a
+:class:`~lensbox.ModelError`. (The alias names ``torch.nn.Module`` because neither
+TransformerLens class exists in every supported version.)"""
+
+
+def adapt(model: ModelLike) -> ModelAdapter:
     """Return the :class:`ModelAdapter` for a hooked model (or pass an adapter through)."""
     if isinstance(model, ModelAdapter):
         return model
     return ModelAdapter(model)
+
+
+# Imported last: _fingerprint builds on ModelAdapter (core/__init__ imports this module first).
+from ._fingerprint import Fingerprint  # noqa: E402

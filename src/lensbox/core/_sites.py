@@ -106,6 +106,12 @@ class Site:
 
 
 SiteLike = Union[Site, str, int]
+"""One site: a :class:`Site`, a name such as ``"resid_mid.3"`` or ``"final"``, or a layer index (its resid_post)."""
+
+SitesSpec = Union[None, str, int, Site, Iterable[SiteLike]]
+"""What every ``sites=`` argument accepts: ``None`` or ``"all"`` (embeddings + every resid_post),
+one site, a comma-separated string (``"embed,0,5-9,final"``; ranges mean resid_post), or an
+iterable of sites, names and layer indices."""
 
 _PATTERN = re.compile(
     r"^(?:blocks\.(?P<hl>-?\d+)\.hook_(?P<hk>resid_pre|resid_mid|resid_post)"
@@ -188,7 +194,7 @@ def default_sites(n_layers: int, *, include_mid: bool = False) -> list:
 
 
 def parse_sites(
-    spec: Union[None, str, SiteLike, Iterable[SiteLike]],
+    spec: SitesSpec,
     n_layers: int,
     *,
     include_mid: bool = False,
