@@ -25,15 +25,13 @@ from ..core._adapter import ModelAdapter, adapt
 from ._decoders import Decoder, ResidStream, SiteMapDecoder
 from .._errors import InputError
 from ._logit import LogitLens
+from ._metrics import get_metric, metric_names
+from ._stats import kl_divergence, log_softmax
 from ..core._sites import Site, SiteKind
 from ._tuned import TunedDecoder, TunedLens
 
-METRIC_NAMES = {
-    "kl": "KL(final || lens), nats",
-    "ce": "cross-entropy vs next token, nats",
-    "bpb": "cross-entropy vs next token, bits per byte",
-    "top1_agree": "top-1 agreement with the final layer",
-}
+#: The metrics a LensEvaluation reports (name -> description), from the metric table.
+METRIC_NAMES = {m: get_metric(m).description for m in metric_names("evaluation")}
 
 
 class JacobianDecoder(SiteMapDecoder):
@@ -294,27 +292,23 @@ def evaluate(
                 prepared = {i: decoder.prepare(adapter, union[i], streams[union[i]], toks).reshape(B * T, -1) for i in have}
                 for p0 in range(0, B * T, chunk_rows):
                     p1 = min(B * T, p0 + chunk_rows)
-                    fz = adapter.decode(F[p0:p1]).float()
-                    flp = fz - torch.logsumexp(fz, -1, keepdim=True)
-                    del fz
+                    flp = log_softmax(adapter.decode(F[p0:p1]))
                     fp = flp.exp()
-                    neg_h = (fp * flp).sum(-1)
                     ftop = flp.argmax(-1)
-                    del flp
                     tgt = tgt_full[p0:p1]
                     has = tgt >= 0
                     for i in have:
-                        z = decoder.decode(adapter, prepared[i][p0:p1]).float()
-                        lse = torch.logsumexp(z, -1)
-                        kl = neg_h - torch.bmm(fp[:, None, :], z[:, :, None])[:, 0, 0] + lse
-                        ce = lse - z.gather(1, tgt.clamp(min=0)[:, None])[:, 0]
-                        agree = (z.argmax(-1) == ftop).double()
+                        lp = log_softmax(decoder.decode(adapter, prepared[i][p0:p1]))
+                        kl = kl_divergence(flp, lp, ref_probs=fp)
+                        ce = -lp.gather(1, tgt.clamp(min=0)[:, None])[:, 0]
+                        agree = (lp.argmax(-1) == ftop).double()
                         acc = sums[name][:, i]
                         acc[0] += kl.double().clamp(min=0).sum()
                         acc[1] += ce[has].double().sum()
                         acc[2] += agree.sum()
                         acc[3] += p1 - p0
-                        del z
+                        del lp
+                    del flp, fp
             bar.update(B)
     bar.close()
     values: Dict[str, Dict[str, List[float]]] = {}

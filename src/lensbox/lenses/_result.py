@@ -10,20 +10,8 @@ from torch import Tensor
 
 from .._errors import InputError, SiteError
 from ..core._sites import Site, SiteLike, resolve_site
+from ._metrics import METRICS as METRICS, get_metric
 
-METRICS = {
-    "top1": "top-1 token probability",
-    "logit": "raw logit of the top-1 token (before softmax)",
-    "prob": "top-1 token probability",
-    "logprob": "log-prob of the next token",
-    "rank": "rank of the next token (0 = top-1)",
-    "kl": "KL(final || layer), nats",
-    "kl_reverse": "KL(layer || final), nats",
-    "kl_input": "KL(input layer || layer), nats",
-    "entropy": "entropy, nats",
-    "ce": "cross-entropy against the next token, nats",
-    "final_rank": "rank of the final layer's top-1 (0 = agrees)",
-}
 
 
 @dataclasses.dataclass
@@ -94,35 +82,8 @@ class LensResult:
         return list(zip(self.top_labels[batch][i][p], probs))
 
     def metric(self, name: str) -> Float[Tensor, "batch layer pos"]:
-        """A statistic by short name (see ``lensbox.METRICS``)."""
-        table = {
-            "top1": self.top_logprobs[..., 0].exp(),
-            "logit": self.top_logits[..., 0] if self.top_logits is not None else None,
-            "prob": self.top_logprobs[..., 0].exp(),
-            "logprob": self.next_logprob,
-            "rank": self.next_rank.float(),
-            "kl": self.kl_final,
-            "kl_reverse": self.kl_final_reverse,
-            "kl_input": self.kl_input,
-            "entropy": self.entropy,
-            "ce": self.cross_entropy,
-            "final_rank": self.final_top1_rank.float(),
-        }
-        if name == "logit" and self.top_logits is None:
-            raise InputError(
-                "This result carries no raw logits.",
-                expected="a LensResult from lensbox.logit_lens / tuned_lens (they fill top_logits)",
-                received="top_logits=None",
-                fix="rerun the lens with this version of lensbox",
-            )
-        if name not in table:
-            raise InputError(
-                f"Unknown metric {name!r}.",
-                expected="one of " + ", ".join(sorted(table)),
-                received=repr(name),
-                fix="pick one of the expected metrics",
-            )
-        return table[name]
+        """A statistic by short name or alias (see ``lensbox.METRICS`` and :func:`~lensbox.get_metric`)."""
+        return get_metric(name, scope="result").values(self)
 
     def mean_over_positions(self, name: str, *, batch: Optional[int] = None) -> List[float]:
         """Per-site mean of a metric, skipping undefined (NaN) cells such as the last position's next-token stats."""
@@ -186,7 +147,8 @@ class LensResult:
         n = len(labels)
         cols = list(range(max(0, n - max_positions), n))
         clip = lambda s: (s if len(s) <= width else s[: width - 1] + "…").ljust(width)  # noqa: E731
-        values = self.metric(metric)[batch] if metric != "top1" else None
+        m = get_metric(metric, scope="result")
+        values = m.values(self, batch=batch) if m.name != "top1" else None
         head = "site".ljust(14) + " ".join(clip(labels[c]) for c in cols)
         lines = [head, "-" * len(head)]
         for i, site in enumerate(self.sites):
@@ -195,14 +157,16 @@ class LensResult:
                 tok = self.top_labels[batch][i][c][0]
                 if values is not None:
                     v = float(values[i, c])
-                    if not (math.isnan(v) or (metric == "rank" and v < 0)):
-                        tok = f"{tok} #{int(v)}" if metric == "rank" else f"{tok} {v:.3g}"
+                    if not (math.isnan(v) or (m.scale == "rank" and v < 0)):
+                        tok = f"{tok} #{int(v)}" if m.scale == "rank" else f"{tok} {v:.3g}"
                 cells.append(clip(tok))
             lines.append(site.name.ljust(14) + " ".join(cells))
         note = (
             f"{self.lens} via {self.decoder}; rows = sites, columns = input positions (each predicts the next token); "
             f"last position has no next-token target"
         )
+        if values is not None:
+            note += f"; beside each token: {m.name} = {m.description}"
         if n > max_positions:
             note += f"; showing the last {max_positions} of {n} positions"
         return "\n".join(lines + [note])
