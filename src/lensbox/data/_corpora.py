@@ -22,7 +22,8 @@ from typing import Callable, Dict, List
 
 from .._errors import InputError, LensboxError
 from ._handbook import HANDBOOK, fetch_handbook, pick_lang
-from ._store import cached, corpora_root, install, safe_relative, say, sha256_file
+from .._io import sha256_file
+from ._store import cached, corpora_root, install, safe_relative, say
 
 __all__ = ["CORPORA", "CorpusSpec", "fetch_corpus"]
 

@@ -6,7 +6,6 @@ leaves nothing half-written. Archive member names pass :func:`safe_relative`
 before anything is extracted.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -54,15 +53,6 @@ def safe_relative(name: str) -> PurePosixPath:
             fix="the downloaded archive is not trustworthy; delete it and report the problem",
         )
     return p
-
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..core._adapter import ModelAdapter, adapt
 from ..data import check_val_fraction, split_windows, windows
-from ..data._store import sha256_file as _sha256
+from .._io import sha256_file as _sha256
 from .._errors import ArtifactError, InputError, ModelError, NonFiniteError
 from ..core._sites import Site, parse_sites
 from ..lenses._tuned import Translators, TunedLens, _base_config, _fingerprint_mismatch, _jsonable, translator_sites
