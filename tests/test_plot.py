@@ -14,7 +14,7 @@ from lensbox import Site
 from lensbox._errors import InputError
 from lensbox.plot._fonts import CJK_FAMILIES, font_families, has_cjk_font, missing_glyphs
 from lensbox.lenses._geometry import ResidualNorms, TokenPlaneTrajectory
-from lensbox.plot._plot import (
+from lensbox.plot import (
     clip_label,
     heatmap_cell_texts,
     heatmap_outlines,
@@ -120,7 +120,7 @@ def test_heatmap_renders_every_metric(metric):
 
 
 def test_logit_metric_needs_raw_logits():
-    from lensbox.plot._plot import heatmap_values
+    from lensbox.plot import heatmap_values
 
     result = make_result()
     assert (heatmap_values(result, "logit") == result.top_logits[0, :, :, 0].double().numpy()).all()

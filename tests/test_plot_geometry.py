@@ -11,7 +11,7 @@ import lensbox
 from lensbox import Site
 from lensbox._errors import InputError
 from lensbox.lenses._geometry import residual_norms, token_plane_trajectory
-from lensbox.plot._plot import heatmap_cell_texts, heatmap_outlines, plot_heatmap, plot_residual_norms, plot_trajectory
+from lensbox.plot import heatmap_cell_texts, heatmap_outlines, plot_heatmap, plot_residual_norms, plot_trajectory
 from models import tiny_bridge
 
 PROMPT = "John and Mary went to the bar. John bought a drink for"

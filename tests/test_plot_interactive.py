@@ -21,7 +21,7 @@ def test_missing_plotly_gives_a_clear_error(monkeypatch):
 def test_importing_lensbox_does_not_import_plotly():
     import subprocess
 
-    code = "import sys, lensbox, lensbox.plot._plot, lensbox.plot._interactive; print('plotly' in sys.modules)"
+    code = "import sys, lensbox, lensbox.plot._heatmap, lensbox.plot._interactive; print('plotly' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

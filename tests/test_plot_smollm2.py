@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 import lensbox
-from lensbox.plot._plot import heatmap_cell_texts, plot_compare_views, plot_heatmap
+from lensbox.plot import heatmap_cell_texts, plot_compare_views, plot_heatmap
 
 pytestmark = pytest.mark.smollm2
 

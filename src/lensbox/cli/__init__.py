@@ -51,7 +51,7 @@ def write_result(result: Any, out: Path, *, metric: str = "top1", max_positions:
     elif suffix == ".html":
         out.write_text("<!doctype html><meta charset='utf-8'>" + result._repr_html_(), encoding="utf-8")
     elif suffix in {".png", ".svg", ".pdf"}:
-        plot = importlib.import_module("lensbox.plot._plot")
+        plot = importlib.import_module("lensbox.plot")
         fig = plot.plot_heatmap(result, metric=metric, max_positions=max_positions)
         plot.save_figure(fig, out)
     else:

@@ -171,36 +171,9 @@ class LensEvaluation:
 
     def plot(self, metric: str = "kl", *, log: bool = False, title: Optional[str] = None, ax: Any = None) -> Any:
         """One line per lens: ``metric`` against layer (matplotlib figure)."""
+        from ..plot import plot_evaluation
+
         return plot_evaluation(self, metric, log=log, title=title, ax=ax)
-
-
-def plot_evaluation(
-    evaluation: LensEvaluation, metric: str = "kl", *, log: bool = False, title: Optional[str] = None, ax: Any = None
-) -> Any:
-    """Plot a :class:`LensEvaluation`: ``metric`` per layer, one line per lens."""
-    if metric not in METRIC_NAMES:
-        raise InputError(
-            f"Unknown metric {metric!r}.",
-            expected="one of " + ", ".join(METRIC_NAMES),
-            received=repr(metric),
-            fix="e.g. metric='kl'",
-        )
-    from ..plot._plot import _plot_layer_curves, _site_x
-
-    curves = []
-    for lens in evaluation.lenses:
-        pts = [(_site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][metric]) if not math.isnan(v)]
-        pts.sort()
-        curves.append((lens, [p[0] for p in pts], [p[1] for p in pts], None) if pts else None)
-    return _plot_layer_curves(
-        curves,
-        evaluation.sites,
-        ylabel=METRIC_NAMES[metric],
-        log=log,
-        title=title
-        or f"{METRIC_NAMES[metric]} per layer, held-out text ({evaluation.tokens} tokens) — {evaluation.model_name}",
-        ax=ax,
-    )
 
 
 def _byte_len(adapter: ModelAdapter, cache: Dict[int, int], tid: int) -> int:
@@ -338,4 +311,4 @@ def evaluate(
     )
 
 
-__all__ = ["evaluate", "LensEvaluation", "JacobianDecoder", "plot_evaluation"]
+__all__ = ["evaluate", "LensEvaluation", "JacobianDecoder"]

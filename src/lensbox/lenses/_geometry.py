@@ -11,7 +11,7 @@ Two data helpers behind the "directions and magnitude" pictures:
 
 Both are analyzers (``residual_norms`` and ``token_plane``) and so can share one forward
 pass with other analyzers through :func:`lensbox.analyze`. Plotting lives in
-``lensbox.plot._plot``; nothing here draws.
+``lensbox.plot``; nothing here draws.
 """
 
 import dataclasses

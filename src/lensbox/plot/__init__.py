@@ -1,40 +1,59 @@
-"""Plots (matplotlib, static; plotly only in :func:`plot_heatmap_interactive`).
+"""Plots of lensbox results (matplotlib, static; plotly only in :func:`plot_heatmap_interactive`).
 
-``import lensbox.plot`` imports matplotlib lazily: nothing is imported until a plot is drawn.
+Every function takes a result (a ``LensResult``, ``LensEvaluation``, ``ResidualNorms``,
+``TokenPlaneTrajectory`` or a probe accuracy table) and returns a figure; none runs a model.
+``import lensbox.plot`` imports no plotting library: matplotlib is imported when a plot is
+drawn, plotly only by the interactive heatmap.
+
+Internals, one concept per module:
+
+* ``_common``: the headless figure, the font context, position and site selection, the
+  layer axis, :func:`save_figure`;
+* ``_heatmap``: :func:`plot_heatmap` (sites x positions, top-1 token per cell, coloured by a
+  metric of ``lensbox.lenses``' metric table) and :func:`plot_compare_views`;
+* ``_curves``: per-layer curves, :func:`plot_layer_metric`, :func:`plot_kl_by_layer`,
+  :func:`plot_evaluation`;
+* ``_geometry``: :func:`plot_residual_norms`, :func:`plot_trajectory`;
+* ``_probes``: :func:`plot_probe_accuracy`;
+* ``_interactive``: :func:`plot_heatmap_interactive` (plotly, optional);
+* ``_fonts``: the fallback list of font families for labels in many scripts.
 """
 
+import importlib
 from typing import Any
 
-_STATIC = (
-    "plot_heatmap",
-    "plot_compare_views",
-    "plot_layer_metric",
-    "plot_kl_by_layer",
-    "plot_residual_norms",
-    "plot_trajectory",
-    "plot_probe_accuracy",
-    "save_figure",
-    "HEATMAP_METRICS",
-)
-_FONTS = ("use_fonts", "font_families", "FontWarning")
+# public name -> private module that defines it
+_WHERE = {
+    "plot_heatmap": "_heatmap",
+    "plot_compare_views": "_heatmap",
+    "heatmap_values": "_heatmap",
+    "heatmap_cell_texts": "_heatmap",
+    "heatmap_outlines": "_heatmap",
+    "HEATMAP_METRICS": "_heatmap",
+    "plot_layer_metric": "_curves",
+    "plot_kl_by_layer": "_curves",
+    "plot_evaluation": "_curves",
+    "layer_summary": "_curves",
+    "plot_residual_norms": "_geometry",
+    "plot_trajectory": "_geometry",
+    "plot_probe_accuracy": "_probes",
+    "save_figure": "_common",
+    "select_positions": "_common",
+    "clip_label": "_common",
+    "plot_heatmap_interactive": "_interactive",
+    "use_fonts": "_fonts",
+    "font_families": "_fonts",
+    "FontWarning": "_fonts",
+}
 
-__all__ = list(_STATIC) + list(_FONTS) + ["plot_heatmap_interactive"]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _STATIC:
-        from . import _plot
-
-        return getattr(_plot, name)
-    if name in _FONTS:
-        from . import _fonts
-
-        return getattr(_fonts, name)
-    if name == "plot_heatmap_interactive":
-        from . import _interactive as _plot_interactive
-
-        return _plot_interactive.plot_heatmap_interactive
-    raise AttributeError(f"module 'lensbox.plot' has no attribute {name!r}")
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lensbox.plot' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 def __dir__() -> list:

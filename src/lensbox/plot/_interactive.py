@@ -12,17 +12,8 @@ from typing import Any, List, Optional, Sequence, Union
 import numpy as np
 
 from .._errors import InputError
-from ._plot import (
-    HEATMAP_METRICS,
-    PositionSpec,
-    _check_batch,
-    _resolve_metric,
-    _select_rows,
-    _site_axis_label,
-    clip_label,
-    heatmap_values,
-    select_positions,
-)
+from ._common import PositionSpec, check_batch, clip_label, select_positions, select_rows, site_axis_label
+from ._heatmap import heatmap_metric, heatmap_values
 from ..lenses._result import LensResult
 from ..core._sites import SiteLike
 
@@ -65,13 +56,13 @@ def plot_heatmap_interactive(
     Requires plotly (``pip install plotly``).
     """
     go = _import_plotly()
-    name = _resolve_metric(metric)
-    b = _check_batch(result, batch)
+    spec = heatmap_metric(metric)
+    b = check_batch(result, batch)
     n_pos = int(result.tokens.shape[1])
     cols = select_positions(n_pos, positions, default_max=max_positions)
-    rows = _select_rows(result, sites)
-    desc, bar_label, cmap, scale = HEATMAP_METRICS[name]
-    values = heatmap_values(result, name, batch=b)[np.ix_(rows, cols)]
+    rows = select_rows(result, sites)
+    desc, bar_label, cmap, scale = spec.description, spec.label, spec.cmap, spec.scale
+    values = heatmap_values(result, spec.name, batch=b)[np.ix_(rows, cols)]
     colour = np.log10(values) if scale == "rank" else values
     if scale == "prob":
         zmin, zmax = (0.0 if vmin is None else vmin), (1.0 if vmax is None else vmax)
@@ -147,7 +138,7 @@ def plot_heatmap_interactive(
                 "overlaying": "x", "side": "top", "matches": "x",
                 "title": {"text": "next token; (*) = model's final top-1 is right"}},
         yaxis={"tickmode": "array", "tickvals": list(range(len(rows))),
-               "ticktext": [_site_axis_label(result.sites[r]) for r in rows], "title": {"text": "site"}},
+               "ticktext": [site_axis_label(result.sites[r]) for r in rows], "title": {"text": "site"}},
         width=int(160 + 70 * len(cols)),
         height=int(300 + 28 * len(rows)),
         plot_bgcolor="#d9d9d9",

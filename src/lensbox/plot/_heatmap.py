@@ -1,0 +1,313 @@
+"""The logit-lens heatmap (sites x positions) and the two KL views side by side.
+
+Each cell prints the top-1 token decoded at one site and position and is coloured by a
+metric of the metric table; cells agreeing with the model's final top-1 are outlined.
+"""
+
+import collections
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .._errors import InputError
+from ..core._sites import SiteLike
+from ..lenses._result import LensResult
+from ._common import (
+    Number,
+    PositionSpec,
+    check_batch,
+    clip_label,
+    figure_and_axes,
+    fonts_context,
+    new_figure,
+    select_positions,
+    select_rows,
+    site_axis_label,
+)
+
+_Spec = collections.namedtuple("_Spec", "name description label cmap scale")
+
+# name -> (description, colour-bar label, colormap, scale); scale is "prob" (0..1),
+# "rank" (1-based, log colour scale) or "linear".
+_TABLE = {
+    "top1": ("probability of the top-1 guess", "p(top-1)", "Blues", "prob"),
+    "prob": ("probability of the top-1 guess", "p(top-1)", "Blues", "prob"),
+    "logit": ("raw logit of the top-1 guess", "logit of top-1", "viridis", "linear"),
+    "top1_logprob": ("log-probability of the top-1 guess", "log p(top-1), nats", "Blues", "linear"),
+    "logprob": ("log-probability of the true next token", "log p(next token), nats", "Blues", "linear"),
+    "next_prob": ("probability of the true next token", "p(next token)", "Blues", "prob"),
+    "rank": ("rank of the true next token", "rank of next token (1 = top)", "magma_r", "rank"),
+    "final_rank": ("rank of the final layer's top-1 guess", "rank of final top-1 (1 = top)", "magma_r", "rank"),
+    "kl": ("KL(final ‖ layer) — compare with the final layer", "KL(final ‖ layer), nats", "magma_r", "linear"),
+    "kl_reverse": ("KL(layer ‖ final)", "KL(layer ‖ final), nats", "magma_r", "linear"),
+    "kl_input": ("KL(first layer ‖ layer) — compare with the first layer (input embeddings)",
+                 "KL(input ‖ layer), nats", "magma_r", "linear"),
+    "kl_input_reverse": ("KL(layer ‖ first layer)", "KL(layer ‖ input), nats", "magma_r", "linear"),
+    "entropy": ("entropy of the decoded distribution", "entropy, nats", "magma_r", "linear"),
+    "ce": ("cross-entropy against the true next token", "cross-entropy, nats", "magma_r", "linear"),
+}
+_ALIASES = {"kl_final": "kl", "compare_final": "kl", "compare_first": "kl_input", "compare_input": "kl_input"}
+HEATMAP_METRICS = tuple(_TABLE)
+
+_OUTLINE_GID = "lensbox-agree"
+_CELL_TEXT_GID = "lensbox-cell"
+
+
+def heatmap_metric(metric: str) -> _Spec:
+    """The metric-table entry a heatmap colours by (aliases resolved)."""
+    name = _ALIASES.get(metric, metric)
+    if name not in _TABLE:
+        raise InputError(
+            f"Unknown heatmap metric {metric!r}.",
+            expected="one of " + ", ".join(sorted(set(_TABLE) | set(_ALIASES))),
+            received=repr(metric),
+            fix="e.g. metric='top1' (probability), 'rank', 'kl', 'kl_input' or 'entropy'",
+        )
+    return _Spec(name, *_TABLE[name])
+
+
+def heatmap_values(result: LensResult, metric: str, *, batch: int = 0) -> "np.ndarray":
+    """The ``[layer, pos]`` array a heatmap colours, for ``metric`` (ranks are 1-based)."""
+    name = heatmap_metric(metric).name
+    b = check_batch(result, batch)
+    if name == "top1_logprob":
+        t = result.top_logprobs[b, :, :, 0]
+    elif name == "next_prob":
+        t = result.next_logprob[b].exp()
+    elif name in ("rank", "final_rank"):
+        raw = (result.next_rank if name == "rank" else result.final_top1_rank)[b].double()
+        t = raw.masked_fill(raw < 0, float("nan")) + 1.0
+    elif name == "kl_input_reverse":
+        t = result.kl_input_reverse[b]
+    else:
+        t = result.metric(name)[b]
+    return t.double().cpu().numpy()
+
+
+def _luminance(rgba: Tuple[float, float, float, float]) -> float:
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (lin(c) for c in rgba[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def colour_norm(scale: str, values: "np.ndarray", vmin: Optional[Number], vmax: Optional[Number], vocab: int) -> Any:
+    """The matplotlib norm for ``scale``: [0, 1] for probabilities, log for ranks, 2nd..98th percentile else."""
+    from matplotlib import colors
+
+    finite = values[np.isfinite(values)]
+    if scale == "prob":
+        return colors.Normalize(vmin=0.0 if vmin is None else vmin, vmax=1.0 if vmax is None else vmax)
+    if scale == "rank":
+        hi = vmax if vmax is not None else float(max(10.0, min(float(vocab), finite.max() if finite.size else 10.0)))
+        return colors.LogNorm(vmin=1.0 if vmin is None else max(1.0, vmin), vmax=max(hi, 2.0))
+    lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    if vmax is not None:
+        hi = vmax
+    elif finite.size:
+        # Clip the top 2% so one huge cell (often the first position or the embeddings)
+        # does not wash out the rest; the colour bar shows the clip with an arrow.
+        hi = float(np.percentile(finite, 98))
+        if hi <= lo:
+            hi = float(finite.max())
+    else:
+        hi = 1.0
+    if hi <= lo:
+        hi = lo + 1e-9
+    return colors.Normalize(vmin=lo, vmax=hi)
+
+
+def _draw_cells(ax: Any, result: LensResult, b: int, rows: List[int], cols: List[int], values: "np.ndarray",
+                colormap: Any, norm: Any, *, label_chars: int, cell_text: bool, outline: bool) -> None:
+    """The top-1 token printed in each cell (black or white for contrast) and the agreement outlines."""
+    from matplotlib import patheffects
+    from matplotlib.patches import Rectangle
+
+    top1 = result.top_ids[b, :, :, 0]
+    final = result.final_top1[b]
+    font_size = 7.5 if label_chars <= 8 else 6.5
+    # A white halo keeps the dark outline visible on dark cells.
+    halo = [patheffects.Stroke(linewidth=2.8, foreground="white"), patheffects.Normal()]
+    for ri, row in enumerate(rows):
+        for ci, col in enumerate(cols):
+            v = values[ri, ci]
+            if cell_text:
+                color = "black"
+                if np.isfinite(v) and _luminance(colormap(norm(v))) <= 0.35:
+                    color = "white"
+                text = ax.text(ci, ri, clip_label(result.top_labels[b][row][col][0], label_chars),
+                               ha="center", va="center", fontsize=font_size, color=color, parse_math=False)
+                text.set_gid(_CELL_TEXT_GID)
+            if outline and bool(top1[row, col] == final[col]):
+                rect = Rectangle((ci - 0.46, ri - 0.44), 0.92, 0.88, fill=False, edgecolor="#111111",
+                                 linewidth=1.3, path_effects=halo)
+                rect.set_gid(_OUTLINE_GID)
+                ax.add_patch(rect)
+
+
+def _label_axes(ax: Any, result: LensResult, b: int, rows: List[int], cols: List[int], label_chars: int) -> None:
+    """Sites on y, input tokens at the bottom, next-token targets (``(*)`` where the model is right) at the top."""
+    n_pos = int(result.tokens.shape[1])
+    labels_in = result.input_labels[b]
+    final, toks = result.final_top1[b], result.tokens[b]
+    ax.set_yticks(range(len(rows)), [site_axis_label(result.sites[r]) for r in rows], fontsize=8)
+    ax.set_xticks(range(len(cols)), [clip_label(labels_in[c], label_chars) for c in cols],
+                  rotation=45, ha="right", rotation_mode="anchor", fontsize=8, parse_math=False)
+    ax.set_xlabel("input token (position i)")
+    ax.set_ylabel("site (embeddings at the bottom)")
+    top_labels = []
+    for c in cols:
+        if c + 1 < n_pos:
+            star = " (*)" if int(final[c]) == int(toks[c + 1]) else ""
+            top_labels.append(clip_label(labels_in[c + 1], label_chars) + star)
+        else:
+            top_labels.append("—")
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(range(len(cols)), top_labels, rotation=45, ha="left", rotation_mode="anchor", fontsize=8,
+                   parse_math=False)
+    top.set_xlabel("next token (target of position i);  (*) = model's final top-1 is right", fontsize=8)
+    ax.tick_params(length=0)
+    top.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _colour_bar(fig: Any, ax: Any, image: Any, values: "np.ndarray", spec: _Spec, n_rows: int) -> Any:
+    """The colour bar, with an arrow at an end whose values were clipped."""
+    norm = image.norm
+    extend = "neither"
+    finite = values[np.isfinite(values)]
+    if spec.scale == "linear" and finite.size:
+        over, under = finite.max() > norm.vmax, finite.min() < norm.vmin
+        extend = "both" if over and under else "max" if over else "min" if under else "neither"
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, extend=extend, shrink=min(1.0, 0.25 + 0.05 * n_rows))
+    bar.set_label(spec.label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return bar
+
+
+def plot_heatmap(
+    result: LensResult,
+    metric: str = "top1",
+    *,
+    batch: int = 0,
+    positions: PositionSpec = None,
+    max_positions: int = 16,
+    sites: Union[None, SiteLike, Sequence[SiteLike]] = None,
+    vmin: Optional[Number] = None,
+    vmax: Optional[Number] = None,
+    cmap: Optional[str] = None,
+    label_chars: int = 8,
+    outline: bool = True,
+    cell_text: bool = True,
+    title: Optional[str] = None,
+    ax: Any = None,
+) -> Any:
+    """The logit-lens heatmap of one input: rows = sites, columns = positions.
+
+    Each cell prints the top-1 token decoded at that site and position; its colour is
+    ``metric``. The input tokens are the tilted labels at the bottom; the top labels are
+    the next-token targets (position ``i`` predicts token ``i + 1``), marked ``(*)`` where
+    the model's final top-1 guess is that token. Cells whose top-1 equals the model's
+    final top-1 are outlined. The embeddings are the bottom row, the last layer the top.
+
+    Args:
+        result: a :class:`LensResult` (logit lens, tuned lens, ...).
+        metric: colour. ``'top1'`` probability of the top-1 guess (default),
+            ``'top1_logprob'``, ``'logprob'`` / ``'next_prob'`` of the true next token,
+            ``'rank'`` of the true next token or ``'final_rank'`` of the final top-1 (log
+            colour scale, 1 = top), ``'kl'`` = KL(final ‖ layer) ("compare with final
+            layer"), ``'kl_input'`` = KL(first layer ‖ layer) ("compare with first layer"),
+            ``'kl_reverse'``, ``'kl_input_reverse'``, ``'entropy'``, ``'ce'``.
+        batch: which input of the batch.
+        positions: the window of positions (columns) — ``None``: all, or the last
+            ``max_positions`` of a long input; an int k: the last k; a slice; a
+            ``(start, stop)`` pair; or a list of positions.
+        sites: which rows (default all sites of the result), e.g. ``result.sites[::2]``.
+        vmin, vmax: colour limits (defaults: [0, 1] for probabilities, [1, largest rank shown] on a log scale for
+            ranks, and the 2nd..98th percentile span elsewhere). Pass the same ``vmax`` to compare
+            two KL views on one scale.
+        cmap: a matplotlib colormap name.
+        label_chars: token labels longer than this are shortened with '…'.
+        outline: outline cells that agree with the final top-1.
+        cell_text: print the top-1 token in each cell.
+        title: figure title (default: lens, model and metric).
+        ax: draw into this Axes instead of a new figure.
+
+    Returns the matplotlib Figure.
+    """
+    spec = heatmap_metric(metric)
+    b = check_batch(result, batch)
+    n_pos = int(result.tokens.shape[1])
+    cols = select_positions(n_pos, positions, default_max=max_positions)
+    rows = select_rows(result, sites)
+    values = heatmap_values(result, spec.name, batch=b)[np.ix_(rows, cols)]
+    vocab = max(int(result.next_rank.max()) + 1, int(result.final_top1_rank.max()) + 1, 10)
+    with fonts_context():
+        import matplotlib
+
+        n_r, n_c = len(rows), len(cols)
+        cell_w = max(0.5, 0.085 * label_chars + 0.05)
+        fig, ax = figure_and_axes(ax, 1.6 + n_c * cell_w + 1.3, 2.6 + n_r * 0.27)
+        colormap = matplotlib.colormaps[cmap or spec.cmap].with_extremes(bad="#d9d9d9")
+        norm = colour_norm(spec.scale, values, vmin, vmax, vocab)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=colormap, norm=norm, aspect="auto", origin="lower",
+                          interpolation="nearest", extent=(-0.5, n_c - 0.5, -0.5, n_r - 0.5))
+        _draw_cells(ax, result, b, rows, cols, values, colormap, norm, label_chars=label_chars,
+                    cell_text=cell_text, outline=outline)
+        _label_axes(ax, result, b, rows, cols, label_chars)
+        _colour_bar(fig, ax, image, values, spec, n_r)
+        if title is None:
+            window = f"; positions {cols[0]}–{cols[-1]} of 0–{n_pos - 1}" if len(cols) < n_pos else ""
+            outline_note = "; outlined = agrees with the final top-1" if outline else ""
+            title = f"{result.lens} on {result.model_name} — colour: {spec.description}{outline_note}{window}"
+        fig.suptitle(title, fontsize=9.5)
+    return fig
+
+
+def heatmap_cell_texts(fig: Any) -> List[Any]:
+    """The per-cell token Text artists of a :func:`plot_heatmap` figure (row-major, bottom row first)."""
+    return [t for ax in fig.axes for t in ax.texts if t.get_gid() == _CELL_TEXT_GID]
+
+
+def heatmap_outlines(fig: Any) -> List[Any]:
+    """The outline Rectangles (cells agreeing with the final top-1) of a :func:`plot_heatmap` figure."""
+    return [p for ax in fig.axes for p in ax.patches if p.get_gid() == _OUTLINE_GID]
+
+
+def plot_compare_views(
+    result: LensResult,
+    *,
+    batch: int = 0,
+    positions: PositionSpec = None,
+    max_positions: int = 12,
+    sites: Union[None, SiteLike, Sequence[SiteLike]] = None,
+    vmax: Optional[Number] = None,
+    label_chars: int = 8,
+) -> Any:
+    """Two heatmaps on one colour scale: KL(final ‖ layer) and KL(first layer ‖ layer).
+
+    "Compare with the final layer" and "compare with the first layer" side by side, as
+    in the logit-lens post's input-discarding section. ``vmax`` defaults to the 98th
+    percentile of both views together.
+    """
+    b = check_batch(result, batch)
+    cols = select_positions(int(result.tokens.shape[1]), positions, default_max=max_positions)
+    rows = select_rows(result, sites)
+    views = ("kl", "kl_input")
+    if vmax is None:
+        both = np.concatenate([heatmap_values(result, m, batch=b)[np.ix_(rows, cols)].ravel() for m in views])
+        both = both[np.isfinite(both)]
+        vmax = float(np.percentile(both, 98)) if both.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+    with fonts_context():
+        cell_w = max(0.5, 0.085 * label_chars + 0.05)
+        fig = new_figure(2 * (1.6 + len(cols) * cell_w + 1.2), 2.6 + len(rows) * 0.27)
+        for ax, m in zip(fig.subplots(1, 2), views):
+            plot_heatmap(result, m, batch=b, positions=cols, sites=[result.sites[r] for r in rows], vmin=0.0,
+                         vmax=vmax, label_chars=label_chars, ax=ax, title="")
+            ax.set_title(heatmap_metric(m).description, fontsize=9)
+        fig.suptitle(f"{result.lens} on {result.model_name}: where does each layer stand between input and output?",
+                     fontsize=10)
+    return fig

@@ -1,0 +1,93 @@
+"""Input-reconstruction probe figures: accuracy per layer, one curve per offset, one panel per token bucket."""
+
+import math
+from typing import Any, List, Literal, Optional
+
+from .._errors import InputError
+from ._common import fonts_context, new_figure
+
+PROBE_COLUMNS = ("site", "layer_depth", "offset", "top1", "top5", "bucket")
+
+
+def _check_table(table: Any, metric: str, bucket: Optional[str]) -> List[str]:
+    """Validate a probe accuracy table; return the buckets to draw."""
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(
+            "Expected a pandas DataFrame of probe accuracies.",
+            expected=f"a DataFrame with columns {', '.join(PROBE_COLUMNS)}",
+            received=type(table).__name__,
+            fix="pass probes.accuracy_table()",
+        )
+    missing = [c for c in PROBE_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(
+            "The probe table lacks columns.",
+            expected=f"columns {', '.join(PROBE_COLUMNS)}",
+            received=f"columns {list(table.columns)} (missing {missing})",
+            fix="pass probes.accuracy_table()",
+        )
+    if metric not in ("top1", "top5"):
+        raise InputError("Unknown probe metric.", expected="'top1' or 'top5'", received=repr(metric), fix="metric='top1'")
+    if table.empty:
+        raise InputError("The probe table is empty.", expected="at least one row", received="0 rows", fix="train probes first")
+    present = list(dict.fromkeys(table["bucket"].tolist()))
+    if bucket is not None and bucket not in present:
+        raise InputError(
+            f"No rows for bucket {bucket!r}.",
+            expected="one of " + ", ".join(map(repr, present)),
+            received=repr(bucket),
+            fix="pick a bucket in the table, or bucket=None for all",
+        )
+    return [bucket] if bucket is not None else present
+
+
+def plot_probe_accuracy(
+    table: Any,
+    *,
+    metric: Literal["top1", "top5"] = "top1",
+    bucket: Optional[str] = None,
+    title: Optional[str] = None,
+) -> Any:
+    """Probe accuracy per layer, one curve per offset (one panel per token bucket).
+
+    Args:
+        table: a pandas DataFrame with columns ``site, layer_depth, offset, top1, top5,
+            bucket`` (e.g. ``probes.accuracy_table()``); one row per (site, offset, bucket).
+        metric: ``'top1'`` or ``'top5'`` accuracy.
+        bucket: draw only this bucket (default: one panel per bucket present).
+    """
+    buckets = _check_table(table, metric, bucket)
+    offsets = sorted(table["offset"].unique().tolist())
+    ticks = table.drop_duplicates("layer_depth").sort_values("layer_depth")
+    with fonts_context():
+        import matplotlib
+
+        fig = new_figure(min(16.0, 1.5 + 5.0 * len(buckets)), 4.2)
+        axes = fig.subplots(1, len(buckets), sharey=True, squeeze=False)[0]
+        cmap = matplotlib.colormaps["tab10" if len(offsets) <= 10 else "viridis"]
+        for ax, bk in zip(axes, buckets):
+            part = table[table["bucket"] == bk]
+            for j, off in enumerate(offsets):
+                rows = part[part["offset"] == off].sort_values("layer_depth")
+                if rows.empty:
+                    continue
+                color = cmap(j % 10) if len(offsets) <= 10 else cmap(j / max(1, len(offsets) - 1))
+                name = "offset 0 (current token)" if int(off) == 0 else f"offset {int(off):+d}"
+                ax.plot(rows["layer_depth"], rows[metric], marker="o", markersize=3, color=color, label=name)
+            step = max(1, math.ceil(len(ticks) / 12))
+            shown = ticks.iloc[::step]
+            ax.set_xticks(shown["layer_depth"].tolist(), [str(s) for s in shown["site"]], rotation=45, ha="right",
+                          rotation_mode="anchor", fontsize=7)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(True, alpha=0.3)
+            ax.set_title(f"bucket: {bk}", fontsize=9)
+            ax.set_xlabel("site")
+        axes[0].set_ylabel(f"{metric} accuracy")
+        axes[-1].legend(fontsize=7.5, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        fig.suptitle(
+            title if title is not None else f"Input-reconstruction probes: {metric} accuracy per layer, one curve per offset",
+            fontsize=9.5,
+        )
+    return fig
