@@ -15,6 +15,7 @@ from lensbox._errors import InputError
 from lensbox.plot._fonts import CJK_FAMILIES, font_families, has_cjk_font, missing_glyphs
 from lensbox.lenses._geometry import ResidualNorms, TokenPlaneTrajectory
 from lensbox.plot import (
+    HEATMAP_METRICS,
     clip_label,
     heatmap_cell_texts,
     heatmap_outlines,
@@ -31,6 +32,7 @@ from lensbox.plot import (
     select_positions,
 )
 from lensbox.lenses._result import LensResult
+from lensbox.plot._heatmap import heatmap_metric
 
 # Labels in several scripts, with the visible-whitespace symbols lensbox uses.
 VOCAB_LABELS = [
@@ -106,17 +108,43 @@ def render_png(fig) -> List[str]:
     return [str(w.message) for w in caught]
 
 
+def render_rgb(fig, *, dpi: int = 60) -> np.ndarray:
+    """Render to PNG in memory and decode it: a ``[height, width, 3]`` float array in 0..1."""
+    from matplotlib.image import imread
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    buf.seek(0)
+    return imread(buf, format="png")[..., :3]
+
+
+def assert_drawn(fig, *, dpi: int = 60, min_ink: float = 0.03, min_colours: int = 16) -> np.ndarray:
+    """The figure renders at its nominal size with ink on it (not blank, not one flat colour)."""
+    img = render_rgb(fig, dpi=dpi)
+    want_w, want_h = fig.get_size_inches() * dpi
+    assert abs(img.shape[1] - want_w) <= 1 and abs(img.shape[0] - want_h) <= 1, (img.shape, want_w, want_h)
+    ink = float((img < 0.9).any(-1).mean())
+    assert ink > min_ink, f"only {ink:.1%} of the pixels are drawn"
+    colours = len(np.unique((img * 255).astype(np.uint8).reshape(-1, 3), axis=0))
+    assert colours >= min_colours, f"only {colours} distinct colours"
+    return img
+
+
 def glyph_warnings(messages: List[str]) -> List[str]:
     return [m for m in messages if "missing from" in m or "Glyph" in m or "findfont" in m]
 
 
 # ------------------------------------------------------------------ heatmap
-@pytest.mark.parametrize("metric", ["top1", "logit", "top1_logprob", "logprob", "next_prob", "rank", "final_rank", "kl",
-                                    "kl_input", "kl_reverse", "entropy", "ce", "compare_first"])
+@pytest.mark.parametrize("metric", HEATMAP_METRICS)
 def test_heatmap_renders_every_metric(metric):
-    fig = plot_heatmap(make_result(), metric)
-    assert render_png(fig) is not None
+    r = make_result()
+    fig = plot_heatmap(r, metric)
     assert len(fig.axes) >= 2  # heatmap + colour bar
+    image = fig.axes[0].images[0]
+    assert np.allclose(np.ma.getdata(image.get_array()), heatmap_values(r, metric), equal_nan=True)
+    bar = [ax for ax in fig.axes if ax is not fig.axes[0] and ax.get_ylabel()][0]
+    assert bar.get_ylabel() == heatmap_metric(metric).label
+    assert_drawn(fig)
 
 
 def test_logit_metric_needs_raw_logits():
@@ -250,14 +278,43 @@ def test_compare_views_share_one_scale():
     assert len(images) == 2
     assert images[0].norm.vmax == images[1].norm.vmax
     assert np.allclose(np.ma.getdata(images[1].get_array()), r.kl_input[0].numpy(), atol=1e-6)
-    assert render_png(fig) is not None
+    img = assert_drawn(fig)
+    # Both panels are drawn: each half of the picture carries ink.
+    half = img.shape[1] // 2
+    for part in (img[:, :half], img[:, half:]):
+        assert float((part < 0.9).any(-1).mean()) > 0.05
 
 
 def test_labels_are_not_parsed_as_math():
+    math_label = "␣$x$"
     r = make_result()
+    # Put the label exactly once where the heatmap must draw it: input token 3 (so the
+    # next-token target of position 2) and one cell.
+    r.input_labels[0] = ["x" if lab == math_label else lab for lab in r.input_labels[0]]
+    for row in r.top_labels[0]:
+        for cell in row:
+            cell[0] = "x" if cell[0] == math_label else cell[0]
+    r.input_labels[0][3] = math_label
+    r.top_labels[0][1][4][0] = math_label
     fig = plot_heatmap(r, label_chars=30)
-    render_png(fig)  # "␣$x$" would fail or render as math otherwise
-    assert any(t.get_text() == "␣$x$" for t in fig.axes[0].get_xticklabels()) or "␣$x$" not in r.input_labels[0]
+    assert_drawn(fig)
+    ax = fig.axes[0]
+    bottom = [t for t in ax.get_xticklabels() if t.get_text() == math_label]
+    top_axis = [c for c in ax.child_axes if c.get_xticklabels()][0]
+    top = [t for t in top_axis.get_xticklabels() if t.get_text().removesuffix(" (*)") == math_label]
+    cells = [t for t in heatmap_cell_texts(fig) if t.get_text() == math_label]
+    assert len(bottom) == 1 and len(top) == 1 and len(cells) == 1
+    assert not any(t.get_parse_math() for t in bottom + top + cells)
+    # Drawn literally: the cell text is as wide as the literal string, wider than its math rendering.
+    renderer = fig.canvas.get_renderer()
+    width = cells[0].get_window_extent(renderer).width
+    ref = {}
+    for parse in (False, True):
+        t = ax.text(0, 0, math_label, fontsize=cells[0].get_fontsize(), parse_math=parse)
+        ref[parse] = t.get_window_extent(renderer).width
+        t.remove()
+    assert ref[True] < ref[False] - 1
+    assert math.isclose(width, ref[False], abs_tol=0.5)
     assert clip_label("abcdefghij", 5) == "abcd…"
     assert clip_label("abc", 5) == "abc"
 
@@ -314,10 +371,11 @@ def test_layer_metric_plots_several_lenses():
     assert np.allclose(lines[0].get_ydata(), want, atol=1e-6)
     assert list(lines[0].get_xdata()) == [-1, 0, 1, 2, 3]
     assert [t.get_text() for t in ax.get_xticklabels()][0] == "embed"
-    assert render_png(fig) is not None
+    assert_drawn(fig)
     fig = plot_kl_by_layer([a, b], log=True, band=False)
     assert fig.axes[0].get_yscale() == "log"
-    assert render_png(fig) is not None
+    assert len(fig.axes[0].collections) == 0  # no bands
+    assert_drawn(fig)
 
 
 def test_layer_summary_skips_nan_cells():
@@ -403,7 +461,7 @@ def test_probe_accuracy_plot():
         want = df[(df.bucket == bucket) & (df.offset == 0)].sort_values("layer_depth")
         assert np.allclose(line.get_ydata(), want["top1"].to_numpy())
         assert np.allclose(line.get_xdata(), want["layer_depth"].to_numpy())
-    assert render_png(fig) is not None
+    assert_drawn(fig)
     one = plot_probe_accuracy(df, metric="top5", bucket="rare")
     assert len([ax for ax in one.axes if ax.get_lines()]) == 1
     with pytest.raises(InputError, match="lacks columns"):
