@@ -32,7 +32,7 @@ from lensbox.plot import (
     select_positions,
 )
 from lensbox.lenses._result import LensResult
-from lensbox.plot._heatmap import heatmap_metric
+from lensbox.lenses import METRIC_TABLE, get_metric
 
 # Labels in several scripts, with the visible-whitespace symbols lensbox uses.
 VOCAB_LABELS = [
@@ -135,16 +135,37 @@ def glyph_warnings(messages: List[str]) -> List[str]:
 
 
 # ------------------------------------------------------------------ heatmap
-@pytest.mark.parametrize("metric", HEATMAP_METRICS)
-def test_heatmap_renders_every_metric(metric):
+@pytest.mark.parametrize("metric", [m.name for m in METRIC_TABLE])
+def test_heatmap_renders_every_metric_of_the_table(metric):
     r = make_result()
+    m = get_metric(metric)
+    if not m.in_result:  # evaluation-only metrics (bits per byte, top-1 agreement) need a whole text
+        assert metric not in HEATMAP_METRICS
+        with pytest.raises(InputError, match="Unknown metric"):
+            plot_heatmap(r, metric)
+        return
+    assert metric in HEATMAP_METRICS
     fig = plot_heatmap(r, metric)
     assert len(fig.axes) >= 2  # heatmap + colour bar
     image = fig.axes[0].images[0]
-    assert np.allclose(np.ma.getdata(image.get_array()), heatmap_values(r, metric), equal_nan=True)
+    values = heatmap_values(r, metric)
+    assert np.allclose(np.ma.getdata(image.get_array()), values, equal_nan=True)
     bar = [ax for ax in fig.axes if ax is not fig.axes[0] and ax.get_ylabel()][0]
-    assert bar.get_ylabel() == heatmap_metric(metric).label
+    assert bar.get_ylabel() == m.label
+    assert image.cmap.name.startswith(m.cmap)
     assert_drawn(fig)
+    for alias in m.aliases:  # every alias colours the same cells
+        assert np.array_equal(heatmap_values(r, alias), values, equal_nan=True)
+
+
+def test_heatmap_kl_input_reverse_is_kl_layer_to_input():
+    r = make_result()
+    fig = plot_heatmap(r, "kl_input_reverse")
+    got = np.ma.getdata(fig.axes[0].images[0].get_array())
+    # make_result computes it from the full distributions as kl(lp, inp); the forward direction differs.
+    assert np.allclose(got, r.kl_input_reverse[0].numpy(), atol=1e-6)
+    assert not np.allclose(got, r.kl_input[0].numpy(), atol=1e-3)
+    assert np.allclose(got[0], 0.0, atol=1e-6)  # the embeddings row compared with itself
 
 
 def test_logit_metric_needs_raw_logits():
@@ -214,6 +235,9 @@ def test_heatmap_position_window_and_sites():
     assert bottom == r.input_labels[0][2:6]
     rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert rows == ["embed", "post 1", "post 3"]
+    # The same rows from a sites string, as every sites= argument reads it.
+    again = plot_heatmap(r, positions=(2, 6), sites="embed,1,3", label_chars=30)
+    assert [t.get_text() for t in again.axes[0].get_yticklabels()] == rows
     # Text in column 0 / row 1 is resid_post.1 at position 2.
     cell = [t for t in texts if t.get_position() == (0, 1)][0]
     assert cell.get_text() == r.top_labels[0][2][2][0]
@@ -263,7 +287,7 @@ def test_heatmap_text_colour_contrasts_with_cell():
 
 def test_heatmap_rejects_bad_arguments():
     r = make_result()
-    with pytest.raises(InputError, match="Unknown heatmap metric"):
+    with pytest.raises(InputError, match="Unknown metric"):
         plot_heatmap(r, "logits")
     with pytest.raises(InputError, match="Batch row"):
         plot_heatmap(r, batch=3)
@@ -378,6 +402,38 @@ def test_layer_metric_plots_several_lenses():
     assert_drawn(fig)
 
 
+def test_evaluation_plot_one_line_per_lens():
+    from lensbox.lenses import LensEvaluation
+    from lensbox.plot import plot_evaluation
+
+    sites = [Site.embed()] + [Site.resid_post(i) for i in range(3)]
+    nan = float("nan")
+    values = {
+        "logit": {"kl": [5.0, 3.0, 1.0, 0.0], "ce": [9.0, 6.0, 4.0, 3.0], "bpb": [3.0, 2.0, 1.5, 1.0],
+                  "top1_agree": [0.1, 0.3, 0.7, 1.0]},
+        "tuned": {"kl": [nan, 1.0, 0.5, 0.0], "ce": [nan, 4.0, 3.5, 3.0], "bpb": [nan, 1.4, 1.2, 1.0],
+                  "top1_agree": [nan, 0.8, 0.9, 1.0]},
+    }
+    ev = LensEvaluation("synthetic", ["logit", "tuned"], sites, values, 512, 2, 2000)
+    fig = plot_evaluation(ev, "kl")
+    ax = fig.axes[0]
+    lines = {l.get_label(): l for l in ax.get_lines()}
+    assert list(lines["logit"].get_xdata()) == [-1, 0, 1, 2] and list(lines["logit"].get_ydata()) == [5, 3, 1, 0]
+    assert list(lines["tuned"].get_xdata()) == [0, 1, 2]  # the NaN site is left out
+    assert ax.get_ylabel() == get_metric("kl").label
+    assert_drawn(fig)
+    assert ev.plot("top1_agree").axes[0].get_ylabel() == get_metric("top1_agree").label
+    with pytest.raises(InputError, match="Unknown metric"):
+        plot_evaluation(ev, "entropy")  # a per-cell metric the evaluation does not report
+
+
+def test_layer_summary_ranks_are_one_based():
+    r = make_result()
+    s = layer_summary(r, "rank")
+    want = (r.next_rank[0, :, :-1].double() + 1).mean(-1).numpy()  # last position has no target
+    assert np.allclose(s["mean"], want)
+
+
 def test_layer_summary_skips_nan_cells():
     r = make_result()
     s = layer_summary(r, "ce")
@@ -477,6 +533,24 @@ def test_save_figure_formats(tmp_path, suffix, magic):
     out = save_figure(fig, tmp_path / "sub" / f"heat{suffix}")
     assert out.read_bytes()[: len(magic)] == magic
     assert out.stat().st_size > 1000
+
+
+def test_save_figure_is_atomic(tmp_path, monkeypatch):
+    out = tmp_path / "heat.png"
+    out.write_bytes(b"previous")
+    fig = plot_heatmap(make_result())
+
+    def broken_savefig(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fig, "savefig", broken_savefig)
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(fig, out)
+    assert out.read_bytes() == b"previous"  # the old file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["heat.png"]  # no temporary file left behind
+    monkeypatch.undo()
+    save_figure(fig, out)
+    assert out.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_save_figure_rejects_unknown_format(tmp_path):

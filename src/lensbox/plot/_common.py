@@ -6,16 +6,18 @@ they work headless and display once in a notebook.
 """
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 from .._errors import InputError
-from ..core._sites import Site, SiteKind, SiteLike
+from .._io import atomic_file
+from ..core._sites import Site, SiteKind, SitesSpec, parse_sites
 from ._fonts import font_rc
 
 #: Which positions (columns) a figure shows: ``None`` (all, or the last ``max_positions``),
 #: an int k (the last k), a slice/range, a ``(start, stop)`` pair or a list of positions.
-PositionSpec = Union[None, int, slice, range, Sequence[int], Tuple[int, int]]
+PositionSpec = Union[None, int, slice, range, Sequence[int], tuple[int, int]]
 Number = Union[int, float]
 
 
@@ -29,7 +31,7 @@ def new_figure(width: float, height: float) -> Any:
     return fig
 
 
-def figure_and_axes(ax: Any, width: float, height: float) -> Tuple[Any, Any]:
+def figure_and_axes(ax: Any, width: float, height: float) -> tuple[Any, Any]:
     """``(figure, axes)``: the caller's ``ax`` and its figure, or a new ``width`` x ``height`` figure."""
     if ax is not None:
         return ax.figure, ax
@@ -60,7 +62,7 @@ def clip_label(label: str, max_chars: int) -> str:
 _POSITIONS_EXPECTED = "None, an int (last k), a slice, a (start, stop) pair or a list of positions"
 
 
-def _explicit_positions(n: int, positions: Any) -> List[int]:
+def _explicit_positions(n: int, positions: Any) -> list[int]:
     try:
         raw = [int(p) for p in positions]
     except TypeError as exc:
@@ -81,7 +83,7 @@ def _explicit_positions(n: int, positions: Any) -> List[int]:
     return sorted({p % n for p in raw})
 
 
-def select_positions(n: int, positions: PositionSpec, *, default_max: int) -> List[int]:
+def select_positions(n: int, positions: PositionSpec, *, default_max: int) -> list[int]:
     """Resolve a position window into sorted column indices.
 
     ``None``: every position, or the last ``default_max`` when there are more;
@@ -122,16 +124,15 @@ def select_positions(n: int, positions: PositionSpec, *, default_max: int) -> Li
     return cols
 
 
-def select_rows(result: Any, sites: Union[None, SiteLike, Sequence[SiteLike]]) -> List[int]:
-    """Rows of ``result`` (anything with ``sites`` and ``site_index``) for ``sites`` (None: all), sorted."""
-    if sites is None:
+def select_rows(result: Any, sites: SitesSpec) -> list[int]:
+    """Rows of ``result`` (a ``LensResult``) for ``sites``, sorted; ``None`` or ``"all"``: every row.
+
+    ``sites`` is read as everywhere in lensbox (one site, ``"embed,0,5-9,final"``, a list of
+    sites, names or layer indices); each site must be one the result holds.
+    """
+    if sites is None or (isinstance(sites, str) and sites.strip().lower() in {"all", ""}):
         return list(range(len(result.sites)))
-    if isinstance(sites, (str, int, Site)):
-        sites = [sites]
-    rows = sorted({result.site_index(s) for s in sites})
-    if not rows:
-        raise InputError("No sites were selected.", expected="at least one site", received="[]", fix="sites=None for all")
-    return rows
+    return sorted({result.site_index(s) for s in parse_sites(sites, result.n_model_layers)})
 
 
 def check_batch(result: Any, batch: int) -> int:
@@ -185,6 +186,7 @@ def save_figure(fig: Any, path: Union[str, "os.PathLike[str]"], *, dpi: int = 15
     """Write ``fig`` to ``path`` (``.png``, ``.svg`` or ``.pdf``, chosen by the suffix); returns the path.
 
     SVG text is stored as outlines, so the file looks the same on machines without the fonts.
+    The file is written atomically: an interrupted save leaves the previous file (or none).
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -198,8 +200,8 @@ def save_figure(fig: Any, path: Union[str, "os.PathLike[str]"], *, dpi: int = 15
     p.parent.mkdir(parents=True, exist_ok=True)
     import matplotlib
 
-    with matplotlib.rc_context({"svg.fonttype": "path", "pdf.fonttype": 42}):
-        fig.savefig(p, format=suffix[1:], dpi=dpi, bbox_inches="tight", facecolor="white")
+    with atomic_file(p, suffix=suffix) as tmp, matplotlib.rc_context({"svg.fonttype": "path", "pdf.fonttype": 42}):
+        fig.savefig(tmp, format=suffix[1:], dpi=dpi, bbox_inches="tight", facecolor="white")
     return p
 
 

@@ -1,23 +1,33 @@
 """Per-layer curves: one line per lens against the layer axis (lens results and held-out evaluations)."""
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
 
 import numpy as np
 
 from .._errors import InputError
 from ..core._sites import Site
+from ..lenses._metrics import get_metric
 from ..lenses._result import LensResult
-from ._common import PositionSpec, check_batch, figure_and_axes, fonts_context, layer_ticks, select_positions, site_x
+from ._common import (
+    PositionSpec,
+    check_batch,
+    figure_and_axes,
+    fonts_context,
+    layer_ticks,
+    select_positions,
+    site_x,
+)
 
 #: What :func:`plot_layer_metric` accepts: one result, a list, or a mapping name -> result.
 Results = Union[LensResult, Sequence[LensResult], Mapping[str, LensResult]]
 
 # (label, x sorted ascending, y, optional (low, high) band); a None curve draws nothing but keeps its colour
-_Curve = Tuple[str, Any, Any, Optional[Tuple[Any, Any]]]
+_Curve = tuple[str, Any, Any, tuple[Any, Any] | None]
 
 
-def _as_named_results(results: Any) -> List[Tuple[str, LensResult]]:
+def _as_named_results(results: Any) -> list[tuple[str, LensResult]]:
     if isinstance(results, LensResult):
         return [(f"{results.lens} ({results.decoder})", results)]
     if isinstance(results, Mapping):
@@ -35,13 +45,17 @@ def _as_named_results(results: Any) -> List[Tuple[str, LensResult]]:
 
 
 def layer_summary(
-    result: LensResult, metric: str = "kl", *, positions: PositionSpec = None, batch: Optional[int] = None
-) -> Dict[str, "np.ndarray"]:
+    result: LensResult, metric: str = "kl", *, positions: PositionSpec = None, batch: int | None = None
+) -> dict[str, "np.ndarray"]:
     """Per-site mean, 25% and 75% quantiles of ``metric`` over positions (and batch rows), NaNs skipped.
 
-    Returns arrays ``x`` (layer coordinate, embed = -1), ``mean``, ``q25``, ``q75``.
+    Returns arrays ``x`` (layer coordinate, embed = -1), ``mean``, ``q25``, ``q75``. Ranks are
+    summarised 1-based (1 = top), as the plots label them; undefined ranks are skipped.
     """
-    t = result.metric(metric)
+    m = get_metric(metric, scope="result")
+    t = m.values(result).double()
+    if m.scale == "rank":
+        t = t.masked_fill(t < 0, float("nan")) + 1.0
     if batch is not None:
         b = check_batch(result, batch)
         t = t[b : b + 1]
@@ -63,7 +77,7 @@ def layer_summary(
 
 
 def _layer_curves(
-    curves: Sequence[Optional[_Curve]], sites: Sequence[Site], *, ylabel: str, log: bool, title: str, ax: Any
+    curves: Sequence[_Curve | None], sites: Sequence[Site], *, ylabel: str, log: bool, title: str, ax: Any
 ) -> Any:
     """One line per curve (colour ``C{i}``) against the layer axis of ``sites``: the layer-metric figure."""
     with fonts_context():
@@ -86,25 +100,15 @@ def _layer_curves(
     return fig
 
 
-def _check_metric(metric: str, known: Mapping[str, str]) -> None:
-    if metric not in known:
-        raise InputError(
-            f"Unknown metric {metric!r}.",
-            expected="one of " + ", ".join(sorted(known)),
-            received=repr(metric),
-            fix="e.g. metric='kl'",
-        )
-
-
 def plot_layer_metric(
     results: Results,
     metric: str = "kl",
     *,
     positions: PositionSpec = None,
-    batch: Optional[int] = None,
+    batch: int | None = None,
     band: bool = True,
     log: bool = False,
-    title: Optional[str] = None,
+    title: str | None = None,
     ax: Any = None,
 ) -> Any:
     """A statistic per layer for one or several lenses on one axis (default: KL to the final layer).
@@ -122,22 +126,20 @@ def plot_layer_metric(
         band: draw the interquartile band.
         log: logarithmic y axis.
     """
-    from ..lenses._result import METRICS
-
+    m = get_metric(metric, scope="result")
     named = _as_named_results(results)
-    _check_metric(metric, METRICS)
-    curves: List[Optional[_Curve]] = []
-    all_sites: List[Site] = []
+    curves: list[_Curve | None] = []
+    all_sites: list[Site] = []
     for name, r in named:
-        s = layer_summary(r, metric, positions=positions, batch=batch)
+        s = layer_summary(r, m.name, positions=positions, batch=batch)
         order = np.argsort(s["x"])
         quartiles = (s["q25"][order], s["q75"][order]) if band else None
         curves.append((name, s["x"][order], s["mean"][order], quartiles))
         all_sites.extend(r.sites)
     if title is None:
-        title = f"{METRICS[metric]} per layer — {named[0][1].model_name}" + (
+        title = f"{m.label} per layer — {named[0][1].model_name}" + (
             " (mean over positions; band = 25–75%)" if band else " (mean over positions)")
-    return _layer_curves(curves, all_sites, ylabel=METRICS[metric], log=log, title=title, ax=ax)
+    return _layer_curves(curves, all_sites, ylabel=m.label, log=log, title=title, ax=ax)
 
 
 def plot_kl_by_layer(results: Results, **kwargs: Any) -> Any:
@@ -146,10 +148,10 @@ def plot_kl_by_layer(results: Results, **kwargs: Any) -> Any:
 
 
 def plot_evaluation(
-    evaluation: Any, metric: str = "kl", *, log: bool = False, title: Optional[str] = None, ax: Any = None
+    evaluation: Any, metric: str = "kl", *, log: bool = False, title: str | None = None, ax: Any = None
 ) -> Any:
     """Plot a :class:`~lensbox.lenses.LensEvaluation`: ``metric`` per layer on held-out text, one line per lens."""
-    from ..lenses._evaluate import METRIC_NAMES, LensEvaluation
+    from ..lenses._evaluate import LensEvaluation
 
     if not isinstance(evaluation, LensEvaluation):
         raise InputError(
@@ -158,13 +160,13 @@ def plot_evaluation(
             received=type(evaluation).__name__,
             fix="evaluate the lenses first",
         )
-    _check_metric(metric, METRIC_NAMES)
-    curves: List[Optional[_Curve]] = []
+    m = get_metric(metric, scope="evaluation")
+    curves: list[_Curve | None] = []
     for lens in evaluation.lenses:
-        pts = sorted((site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][metric])
+        pts = sorted((site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][m.name])
                      if not math.isnan(v))
         curves.append((lens, [p[0] for p in pts], [p[1] for p in pts], None) if pts else None)
-    label = METRIC_NAMES[metric]
+    label = m.label
     if title is None:
         title = f"{label} per layer, held-out text ({evaluation.tokens} tokens) — {evaluation.model_name}"
     return _layer_curves(curves, evaluation.sites, ylabel=label, log=log, title=title, ax=ax)

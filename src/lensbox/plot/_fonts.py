@@ -16,7 +16,7 @@ while they build a figure.
 import fnmatch
 import os
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 #: Families tried in order for every character of a label. DejaVu Sans comes first: it
 #: covers Latin, Greek, Cyrillic, Arabic, Hebrew and the label symbols. The Noto CJK
@@ -109,7 +109,7 @@ class FontWarning(UserWarning):
     """A script in the labels may render as empty boxes because no font covering it was found."""
 
 
-_state: Dict[str, Any] = {"families": None, "warned": False}
+_state: dict[str, Any] = {"families": None, "warned": False}
 
 
 def _known_families() -> set:
@@ -139,7 +139,7 @@ def _register_system_fonts() -> int:
     return added
 
 
-def font_families(*, refresh: bool = False, warn: bool = True) -> List[str]:
+def font_families(*, refresh: bool = False, warn: bool = True) -> list[str]:
     """The fallback list of font families available here, in preference order.
 
     Registers matching system fonts that matplotlib's font cache has not seen (fonts
@@ -177,13 +177,13 @@ def has_cjk_font() -> bool:
     return any(f in CJK_FAMILIES for f in families)
 
 
-def font_rc(families: Optional[List[str]] = None) -> Dict[str, Any]:
+def font_rc(families: list[str] | None = None) -> dict[str, Any]:
     """matplotlib rc settings that make text use the fallback family list."""
     fams = list(families) if families is not None else font_families()
     return {"font.family": fams}
 
 
-def use_fonts() -> List[str]:
+def use_fonts() -> list[str]:
     """Make the fallback family list matplotlib's global default (for your own figures too).
 
     Returns the list that was set. lensbox's own plots do not need this: they apply
@@ -196,7 +196,7 @@ def use_fonts() -> List[str]:
     return families
 
 
-def missing_glyphs(text: str, families: Optional[List[str]] = None) -> List[str]:
+def missing_glyphs(text: str, families: list[str] | None = None) -> list[str]:
     """The characters of ``text`` that no font in ``families`` (default: the fallback list) can draw."""
     from matplotlib import font_manager, ft2font
 

@@ -1,7 +1,7 @@
 """Residual-stream geometry figures: norms across layers, and one position's path in a two-token plane."""
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +29,7 @@ def plot_residual_norms(
     positions: PositionSpec = None,
     max_positions: int = 16,
     log: bool = True,
-    title: Optional[str] = None,
+    title: str | None = None,
     ax: Any = None,
 ) -> Any:
     """Residual-stream norm per layer: one line per position (labelled by its token), plus the median.
@@ -122,8 +122,8 @@ def plot_trajectory(
     traj: Any,
     *,
     batch: int = 0,
-    annotate_every: Optional[int] = None,
-    title: Optional[str] = None,
+    annotate_every: int | None = None,
+    title: str | None = None,
     ax: Any = None,
 ) -> Any:
     """A position's path across layers in the plane of two token directions.

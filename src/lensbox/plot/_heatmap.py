@@ -4,13 +4,13 @@ Each cell prints the top-1 token decoded at one site and position and is coloure
 metric of the metric table; cells agreeing with the model's final top-1 are outlined.
 """
 
-import collections
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
+from jaxtyping import Float
 
-from .._errors import InputError
-from ..core._sites import SiteLike
+from ..core._sites import SitesSpec
+from ..lenses._metrics import Metric, get_metric, metric_names
 from ..lenses._result import LensResult
 from ._common import (
     Number,
@@ -25,66 +25,28 @@ from ._common import (
     site_axis_label,
 )
 
-_Spec = collections.namedtuple("_Spec", "name description label cmap scale")
-
-# name -> (description, colour-bar label, colormap, scale); scale is "prob" (0..1),
-# "rank" (1-based, log colour scale) or "linear".
-_TABLE = {
-    "top1": ("probability of the top-1 guess", "p(top-1)", "Blues", "prob"),
-    "prob": ("probability of the top-1 guess", "p(top-1)", "Blues", "prob"),
-    "logit": ("raw logit of the top-1 guess", "logit of top-1", "viridis", "linear"),
-    "top1_logprob": ("log-probability of the top-1 guess", "log p(top-1), nats", "Blues", "linear"),
-    "logprob": ("log-probability of the true next token", "log p(next token), nats", "Blues", "linear"),
-    "next_prob": ("probability of the true next token", "p(next token)", "Blues", "prob"),
-    "rank": ("rank of the true next token", "rank of next token (1 = top)", "magma_r", "rank"),
-    "final_rank": ("rank of the final layer's top-1 guess", "rank of final top-1 (1 = top)", "magma_r", "rank"),
-    "kl": ("KL(final ‖ layer) — compare with the final layer", "KL(final ‖ layer), nats", "magma_r", "linear"),
-    "kl_reverse": ("KL(layer ‖ final)", "KL(layer ‖ final), nats", "magma_r", "linear"),
-    "kl_input": ("KL(first layer ‖ layer) — compare with the first layer (input embeddings)",
-                 "KL(input ‖ layer), nats", "magma_r", "linear"),
-    "kl_input_reverse": ("KL(layer ‖ first layer)", "KL(layer ‖ input), nats", "magma_r", "linear"),
-    "entropy": ("entropy of the decoded distribution", "entropy, nats", "magma_r", "linear"),
-    "ce": ("cross-entropy against the true next token", "cross-entropy, nats", "magma_r", "linear"),
-}
-_ALIASES = {"kl_final": "kl", "compare_final": "kl", "compare_first": "kl_input", "compare_input": "kl_input"}
-HEATMAP_METRICS = tuple(_TABLE)
+#: Every metric a heatmap can colour by, from the metric table (kept as a name for compatibility).
+HEATMAP_METRICS: tuple[str, ...] = metric_names("result")
 
 _OUTLINE_GID = "lensbox-agree"
 _CELL_TEXT_GID = "lensbox-cell"
 
 
-def heatmap_metric(metric: str) -> _Spec:
-    """The metric-table entry a heatmap colours by (aliases resolved)."""
-    name = _ALIASES.get(metric, metric)
-    if name not in _TABLE:
-        raise InputError(
-            f"Unknown heatmap metric {metric!r}.",
-            expected="one of " + ", ".join(sorted(set(_TABLE) | set(_ALIASES))),
-            received=repr(metric),
-            fix="e.g. metric='top1' (probability), 'rank', 'kl', 'kl_input' or 'entropy'",
-        )
-    return _Spec(name, *_TABLE[name])
+def heatmap_metric(metric: str) -> Metric:
+    """The metric-table record a heatmap colours by (aliases resolved; only per-cell metrics)."""
+    return get_metric(metric, scope="result")
 
 
-def heatmap_values(result: LensResult, metric: str, *, batch: int = 0) -> "np.ndarray":
-    """The ``[layer, pos]`` array a heatmap colours, for ``metric`` (ranks are 1-based)."""
-    name = heatmap_metric(metric).name
-    b = check_batch(result, batch)
-    if name == "top1_logprob":
-        t = result.top_logprobs[b, :, :, 0]
-    elif name == "next_prob":
-        t = result.next_logprob[b].exp()
-    elif name in ("rank", "final_rank"):
-        raw = (result.next_rank if name == "rank" else result.final_top1_rank)[b].double()
-        t = raw.masked_fill(raw < 0, float("nan")) + 1.0
-    elif name == "kl_input_reverse":
-        t = result.kl_input_reverse[b]
-    else:
-        t = result.metric(name)[b]
-    return t.double().cpu().numpy()
+def heatmap_values(result: LensResult, metric: str, *, batch: int = 0) -> Float[np.ndarray, "site pos"]:
+    """The ``[site, pos]`` array a heatmap colours, for ``metric`` (ranks are 1-based, NaN where undefined)."""
+    m = heatmap_metric(metric)
+    t = m.values(result, batch=check_batch(result, batch)).double()
+    if m.scale == "rank":
+        t = t.masked_fill(t < 0, float("nan")) + 1.0
+    return t.cpu().numpy()
 
 
-def _luminance(rgba: Tuple[float, float, float, float]) -> float:
+def _luminance(rgba: tuple[float, float, float, float]) -> float:
     def lin(c: float) -> float:
         return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
 
@@ -92,7 +54,9 @@ def _luminance(rgba: Tuple[float, float, float, float]) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def colour_norm(scale: str, values: "np.ndarray", vmin: Optional[Number], vmax: Optional[Number], vocab: int) -> Any:
+def colour_norm(
+    scale: str, values: Float[np.ndarray, "site pos"], vmin: Number | None, vmax: Number | None, vocab: int
+) -> Any:
     """The matplotlib norm for ``scale``: [0, 1] for probabilities, log for ranks, 2nd..98th percentile else."""
     from matplotlib import colors
 
@@ -118,8 +82,10 @@ def colour_norm(scale: str, values: "np.ndarray", vmin: Optional[Number], vmax: 
     return colors.Normalize(vmin=lo, vmax=hi)
 
 
-def _draw_cells(ax: Any, result: LensResult, b: int, rows: List[int], cols: List[int], values: "np.ndarray",
-                colormap: Any, norm: Any, *, label_chars: int, cell_text: bool, outline: bool) -> None:
+def _draw_cells(
+    ax: Any, result: LensResult, b: int, rows: list[int], cols: list[int], values: Float[np.ndarray, "site pos"],
+    colormap: Any, norm: Any, *, label_chars: int, cell_text: bool, outline: bool,
+) -> None:
     """The top-1 token printed in each cell (black or white for contrast) and the agreement outlines."""
     from matplotlib import patheffects
     from matplotlib.patches import Rectangle
@@ -146,7 +112,7 @@ def _draw_cells(ax: Any, result: LensResult, b: int, rows: List[int], cols: List
                 ax.add_patch(rect)
 
 
-def _label_axes(ax: Any, result: LensResult, b: int, rows: List[int], cols: List[int], label_chars: int) -> None:
+def _label_axes(ax: Any, result: LensResult, b: int, rows: list[int], cols: list[int], label_chars: int) -> None:
     """Sites on y, input tokens at the bottom, next-token targets (``(*)`` where the model is right) at the top."""
     n_pos = int(result.tokens.shape[1])
     labels_in = result.input_labels[b]
@@ -173,7 +139,7 @@ def _label_axes(ax: Any, result: LensResult, b: int, rows: List[int], cols: List
         spine.set_visible(False)
 
 
-def _colour_bar(fig: Any, ax: Any, image: Any, values: "np.ndarray", spec: _Spec, n_rows: int) -> Any:
+def _colour_bar(fig: Any, ax: Any, image: Any, values: Float[np.ndarray, "site pos"], spec: Metric, n_rows: int) -> Any:
     """The colour bar, with an arrow at an end whose values were clipped."""
     norm = image.norm
     extend = "neither"
@@ -194,14 +160,14 @@ def plot_heatmap(
     batch: int = 0,
     positions: PositionSpec = None,
     max_positions: int = 16,
-    sites: Union[None, SiteLike, Sequence[SiteLike]] = None,
-    vmin: Optional[Number] = None,
-    vmax: Optional[Number] = None,
-    cmap: Optional[str] = None,
+    sites: SitesSpec = None,
+    vmin: Number | None = None,
+    vmax: Number | None = None,
+    cmap: str | None = None,
     label_chars: int = 8,
     outline: bool = True,
     cell_text: bool = True,
-    title: Optional[str] = None,
+    title: str | None = None,
     ax: Any = None,
 ) -> Any:
     """The logit-lens heatmap of one input: rows = sites, columns = positions.
@@ -261,19 +227,22 @@ def plot_heatmap(
         if title is None:
             window = f"; positions {cols[0]}–{cols[-1]} of 0–{n_pos - 1}" if len(cols) < n_pos else ""
             outline_note = "; outlined = agrees with the final top-1" if outline else ""
-            title = f"{result.lens} on {result.model_name} — colour: {spec.description}{outline_note}{window}"
+            title = f"{result.lens} on {result.model_name} — colour: {spec.label}{outline_note}{window}"
         fig.suptitle(title, fontsize=9.5)
     return fig
 
 
-def heatmap_cell_texts(fig: Any) -> List[Any]:
+def heatmap_cell_texts(fig: Any) -> list[Any]:
     """The per-cell token Text artists of a :func:`plot_heatmap` figure (row-major, bottom row first)."""
     return [t for ax in fig.axes for t in ax.texts if t.get_gid() == _CELL_TEXT_GID]
 
 
-def heatmap_outlines(fig: Any) -> List[Any]:
+def heatmap_outlines(fig: Any) -> list[Any]:
     """The outline Rectangles (cells agreeing with the final top-1) of a :func:`plot_heatmap` figure."""
     return [p for ax in fig.axes for p in ax.patches if p.get_gid() == _OUTLINE_GID]
+
+
+_VIEW_NOTES = {"kl": "compare with the final layer", "kl_input": "compare with the first layer (input embeddings)"}
 
 
 def plot_compare_views(
@@ -282,8 +251,8 @@ def plot_compare_views(
     batch: int = 0,
     positions: PositionSpec = None,
     max_positions: int = 12,
-    sites: Union[None, SiteLike, Sequence[SiteLike]] = None,
-    vmax: Optional[Number] = None,
+    sites: SitesSpec = None,
+    vmax: Number | None = None,
     label_chars: int = 8,
 ) -> Any:
     """Two heatmaps on one colour scale: KL(final ‖ layer) and KL(first layer ‖ layer).
@@ -295,7 +264,7 @@ def plot_compare_views(
     b = check_batch(result, batch)
     cols = select_positions(int(result.tokens.shape[1]), positions, default_max=max_positions)
     rows = select_rows(result, sites)
-    views = ("kl", "kl_input")
+    views = tuple(_VIEW_NOTES)
     if vmax is None:
         both = np.concatenate([heatmap_values(result, m, batch=b)[np.ix_(rows, cols)].ravel() for m in views])
         both = both[np.isfinite(both)]
@@ -307,7 +276,7 @@ def plot_compare_views(
         for ax, m in zip(fig.subplots(1, 2), views):
             plot_heatmap(result, m, batch=b, positions=cols, sites=[result.sites[r] for r in rows], vmin=0.0,
                          vmax=vmax, label_chars=label_chars, ax=ax, title="")
-            ax.set_title(heatmap_metric(m).description, fontsize=9)
+            ax.set_title(f"{heatmap_metric(m).label} — {_VIEW_NOTES[m]}", fontsize=9)
         fig.suptitle(f"{result.lens} on {result.model_name}: where does each layer stand between input and output?",
                      fontsize=10)
     return fig

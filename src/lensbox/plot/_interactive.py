@@ -7,15 +7,22 @@ the top-k decoded tokens with their probabilities and the coloured metric.
 
 import html
 import math
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
 from .._errors import InputError
-from ._common import PositionSpec, check_batch, clip_label, select_positions, select_rows, site_axis_label
-from ._heatmap import heatmap_metric, heatmap_values
+from ..core._sites import SitesSpec
 from ..lenses._result import LensResult
-from ..core._sites import SiteLike
+from ._common import (
+    PositionSpec,
+    check_batch,
+    clip_label,
+    select_positions,
+    select_rows,
+    site_axis_label,
+)
+from ._heatmap import heatmap_metric, heatmap_values
 
 Number = Union[int, float]
 
@@ -42,12 +49,12 @@ def plot_heatmap_interactive(
     batch: int = 0,
     positions: PositionSpec = None,
     max_positions: int = 24,
-    sites: Optional[Sequence[SiteLike]] = None,
-    vmin: Optional[Number] = None,
-    vmax: Optional[Number] = None,
+    sites: SitesSpec = None,
+    vmin: Number | None = None,
+    vmax: Number | None = None,
     label_chars: int = 8,
     outline: bool = True,
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> Any:
     """The logit-lens heatmap as a plotly Figure (same layout and arguments as ``plot_heatmap``).
 
@@ -78,8 +85,8 @@ def plot_heatmap_interactive(
     k = int(result.top_ids.shape[-1])
     probs = result.top_logprobs[b].exp()
 
-    text: List[List[str]] = []
-    hover: List[List[str]] = []
+    text: list[list[str]] = []
+    hover: list[list[str]] = []
     for r in rows:
         row_text, row_hover = [], []
         for c in cols:

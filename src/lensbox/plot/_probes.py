@@ -1,7 +1,7 @@
 """Input-reconstruction probe figures: accuracy per layer, one curve per offset, one panel per token bucket."""
 
 import math
-from typing import Any, List, Literal, Optional
+from typing import Any, Literal
 
 from .._errors import InputError
 from ._common import fonts_context, new_figure
@@ -9,7 +9,7 @@ from ._common import fonts_context, new_figure
 PROBE_COLUMNS = ("site", "layer_depth", "offset", "top1", "top5", "bucket")
 
 
-def _check_table(table: Any, metric: str, bucket: Optional[str]) -> List[str]:
+def _check_table(table: Any, metric: str, bucket: str | None) -> list[str]:
     """Validate a probe accuracy table; return the buckets to draw."""
     import pandas as pd
 
@@ -47,8 +47,8 @@ def plot_probe_accuracy(
     table: Any,
     *,
     metric: Literal["top1", "top5"] = "top1",
-    bucket: Optional[str] = None,
-    title: Optional[str] = None,
+    bucket: str | None = None,
+    title: str | None = None,
 ) -> Any:
     """Probe accuracy per layer, one curve per offset (one panel per token bucket).
 
