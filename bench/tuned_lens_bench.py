@@ -292,7 +292,7 @@ def evaluate_all(args: argparse.Namespace, lenses: Dict[str, Any], windows: Any,
     torch.set_num_threads(args.eval_threads)
     model = lensbox.load_model(progress=False)
     clock = Clock()
-    ev = evaluate(model, lenses, windows, window=WINDOW, batch_size=2, progress=True)
+    ev = evaluate(model, windows, lenses, window=WINDOW, batch_size=2, progress=True)
     out = ev.to_dict()
     out["eval_wall_s"] = clock.read()["wall_s"]
     print(f"[bench] evaluated {label}: " + ", ".join(f"{k}={v:.3f}" for k, v in out["mean_kl"].items()), file=sys.stderr)

@@ -59,7 +59,7 @@ def test_evaluate_final_site_kl_is_zero() -> None:
     lens = TunedLens.identity(model)
     with torch.no_grad():
         lens.translators.weight.normal_(0, 0.05)
-    ev = evaluate(model, {"logit": "logit", "tuned": lens}, windows, window=20, batch_size=2, chunk_rows=7,
+    ev = evaluate(model, windows, {"logit": "logit", "tuned": lens}, window=20, batch_size=2, chunk_rows=7,
                   progress=False)
     final = ev.sites.index(Site.resid_post(2))
     for name in ("logit", "tuned"):
@@ -73,7 +73,7 @@ def test_final_site_kl_is_zero_smollm2(smollm2_model: Any) -> None:
     from lensbox.data._corpus import fetch_corpus, read_texts
 
     text = read_texts(fetch_corpus("botchan", progress=False))[0][20_000:40_000]
-    ev = evaluate(smollm2_model, {"logit": "logit"}, [text], window=128, max_tokens=256, batch_size=2, progress=False)
+    ev = evaluate(smollm2_model, [text], {"logit": "logit"}, window=128, max_tokens=256, batch_size=2, progress=False)
     assert ev.tokens == 256
     assert ev.values["logit"]["kl"][-1] <= 1e-6
     assert ev.values["logit"]["kl"][0] > 1.0

@@ -10,6 +10,7 @@ import torch
 
 import lensbox
 from lensbox import ArtifactError, InputError, ModelError, Site, SiteError
+from lensbox._io import sha256_file
 from lensbox.core._registry import get_analyzer
 from lensbox.lenses._tuned import Translators, TunedLens, translator_sites, tuned_lens
 
@@ -104,9 +105,11 @@ def test_save_load_roundtrip(model, tmp_path):
     files = sorted(p.name for p in target.iterdir())
     assert files == ["config.json", "translators.safetensors"]
     cfg = json.loads((target / "config.json").read_text())
-    assert cfg["format_version"] == 1 and cfg["n_layers"] == 3 and cfg["d_model"] == 32
+    assert cfg["format"] == "lensbox.tuned_lens" and cfg["format_version"] == 2
+    assert cfg["n_layers"] == 3 and cfg["d_model"] == 32
     assert cfg["sites"] == ["embed", "resid_post.0", "resid_post.1"]
-    assert cfg["fingerprint"]["digest"] == lensbox.adapt(model).fingerprint()["digest"]
+    assert cfg["fingerprint"] == lensbox.adapt(model).fingerprint.to_json()
+    assert cfg["files"] == {"translators.safetensors": sha256_file(target / "translators.safetensors")}
     assert cfg["metrics"]["nan_metric"] is None  # strict JSON
     loaded = TunedLens.load(target, model)
     torch.testing.assert_close(loaded.translators.weight, lens.translators.weight, rtol=0, atol=0)
@@ -121,17 +124,23 @@ def test_save_never_clobbers(model, tmp_path):
     target.mkdir()
     (target / "notes.txt").write_text("precious")
     lens = random_lens(model)
+    for overwrite in (False, True):  # a folder of the user's files is never replaced
+        with pytest.raises(ArtifactError):
+            lens.save(target, overwrite=overwrite)
+        assert (target / "notes.txt").read_text() == "precious"
+    saved = lens.save(tmp_path / "lens")
     with pytest.raises(ArtifactError, match="overwrite"):
-        lens.save(target)
-    assert (target / "notes.txt").read_text() == "precious"
-    lens.save(target, overwrite=True)
-    assert sorted(p.name for p in target.iterdir()) == ["config.json", "translators.safetensors"]
+        lens.save(saved)
+    other = random_lens(model, seed=9)
+    other.save(saved, overwrite=True)  # a lens folder may be replaced when asked
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "translators.safetensors"]
+    torch.testing.assert_close(TunedLens.load(saved).translators.weight, other.translators.weight)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     empty = tmp_path / "empty"
     empty.mkdir()
     lens.save(empty)  # an empty directory is fine
-    with pytest.raises(ArtifactError, match="file"):
-        lens.save(target / "config.json")
+    with pytest.raises(ArtifactError):
+        lens.save(saved / "config.json")
 
 
 def test_bare_translators_need_a_model_to_save(model, tmp_path):
@@ -153,7 +162,7 @@ def test_bad_lens_directories(model, tmp_path):
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()
     (no_weights / "config.json").write_text((good / "config.json").read_text())
-    with pytest.raises(ArtifactError, match="no weights file"):
+    with pytest.raises(ArtifactError, match="translators.safetensors is missing"):
         TunedLens.load(no_weights)
 
     no_cfg = tmp_path / "no_cfg"
@@ -167,10 +176,12 @@ def test_bad_lens_directories(model, tmp_path):
     (corrupt / "config.json").write_text((good / "config.json").read_text())
     raw = (good / "translators.safetensors").read_bytes()
     (corrupt / "translators.safetensors").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ArtifactError, match="corrupted"):
+    with pytest.raises(ArtifactError, match="SHA-256 differs"):
         TunedLens.load(corrupt)
-    (corrupt / "translators.safetensors").write_bytes(b"\x00" * 64)
-    with pytest.raises(ArtifactError, match="corrupted"):
+    flipped = bytearray(raw)
+    flipped[-5] ^= 0xFF  # one weight byte
+    (corrupt / "translators.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactError, match="SHA-256 differs"):
         TunedLens.load(corrupt)
 
     future = tmp_path / "future"
@@ -194,6 +205,42 @@ def test_bad_lens_directories(model, tmp_path):
     nonfinite.save(tmp_path / "nan")
     with pytest.raises(ArtifactError, match="NaN"):
         TunedLens.load(tmp_path / "nan")
+
+
+def write_v1_lens(directory: Path, lens: TunedLens, model, **changes) -> Path:
+    """A lens folder as lensbox 0.1 wrote it: format_version 1, weights_file, the decoder-only fingerprint dict."""
+    from safetensors.torch import save_file
+
+    directory.mkdir()
+    save_file(lens.translators.state_tensors(), str(directory / "translators.safetensors"))
+    fp = lensbox.adapt(model).fingerprint
+    cfg = {
+        "format": "lensbox.tuned_lens", "format_version": 1, "model_name": "tiny", "d_model": 32, "n_layers": 3,
+        "d_vocab": 300, "sites": [s.name for s in lens.translators.sites], "weights_file": "translators.safetensors",
+        "fingerprint": {"d_model": 32, "d_vocab": fp.d_vocab, "n_layers": 3, "top_ids": [list(r) for r in fp.decoder_ids],
+                        "top_logprobs": [list(r) for r in fp.decoder_logprobs], "digest": "x"},
+        **changes,
+    }
+    (directory / "config.json").write_text(json.dumps(cfg))
+    return directory
+
+
+def test_version_1_lens_folders_still_load(model, other_model, tmp_path):
+    lens = random_lens(model, seed=5)
+    v1 = write_v1_lens(tmp_path / "v1", lens, model)
+    loaded = TunedLens.load(v1, model)
+    torch.testing.assert_close(loaded.translators.weight, lens.translators.weight, rtol=0, atol=0)
+    with pytest.raises(ModelError, match="another model"):
+        TunedLens.load(v1, other_model)
+    outside = tmp_path / "elsewhere.safetensors"
+    outside.write_bytes((v1 / "translators.safetensors").read_bytes())
+    evil = write_v1_lens(tmp_path / "evil", lens, model, weights_file=str(outside))
+    with pytest.raises(ArtifactError, match="outside the lens folder"):
+        TunedLens.load(evil)
+    bare = write_v1_lens(tmp_path / "bare", lens, model, fingerprint=None)
+    with pytest.raises(ModelError, match="no model fingerprint"):
+        TunedLens.load(bare, model)
+    assert TunedLens.load(bare, model, check_fingerprint=False).lens_sites == lens.lens_sites
 
 
 def test_lens_for_another_model(model, other_model, tmp_path):
@@ -259,7 +306,7 @@ def write_tuned_lens_dir(path: Path, lens: TunedLens, model) -> Path:
         state[f"{i}.weight"] = tr.weight[i].detach().clone()
         state[f"{i}.bias"] = tr.bias[i].detach().clone()
     torch.save(state, path / "params.pt")
-    from lensbox.lenses._tuned import tuned_lens_unembed_hash
+    from lensbox.lenses._tuned_io import tuned_lens_unembed_hash
 
     cfg = {
         "base_model_name_or_path": "tiny",

@@ -7,8 +7,7 @@ import torch
 
 import lensbox
 from lensbox import InputError, Site
-from lensbox.lenses._evaluate import JacobianDecoder, evaluate
-from lensbox.lenses._tuned import TunedLens
+from lensbox.lenses import JacobianDecoder, TunedLens, evaluate
 
 from test_tuned_lens import random_lens, write_tuned_lens_dir
 from test_tuned_lens_models import random_windows, tiny_model
@@ -34,7 +33,7 @@ def test_evaluate_matches_lens_results(model, tmp_path):
     lens = random_lens(model, seed=2)
     d = 32
     jl = FakeJacobianLens({0: torch.eye(d), 1: 2.0 * torch.eye(d) + 0.01 * torch.ones(d, d)})
-    ev = evaluate(model, {"logit": "logit", "tuned": lens, "jlens": jl}, windows, window=20, batch_size=2,
+    ev = evaluate(model, windows, {"logit": "logit", "tuned": lens, "jlens": jl}, window=20, batch_size=2,
                   chunk_rows=13, progress=False)
     assert ev.tokens == 60 and ev.windows == 3 and ev.target_bytes == 57
     assert [s.name for s in ev.sites] == ["embed", "resid_post.0", "resid_post.1", "resid_post.2"]
@@ -60,7 +59,14 @@ def test_evaluate_matches_lens_results(model, tmp_path):
     # summaries
     assert ev.mean("logit") == pytest.approx(sum(ev.values["logit"]["kl"][:3]) / 3)
     table = ev.table("kl")
-    assert list(table.columns) == ["logit", "tuned", "jlens"] and list(table.index)[0] == "embed"
+    assert isinstance(table, str)
+    lines = table.splitlines()
+    assert lines[1].split() == ["site", "logit", "tuned", "jlens"]
+    assert lines[2].split()[0] == "embed" and lines[2].split()[3] == "—"  # the Jacobian lens has no embed site
+    assert float(lines[2].split()[1]) == pytest.approx(ev.values["logit"]["kl"][0], abs=1e-4)
+    assert float(lines[-1].split()[1]) == pytest.approx(ev.mean("logit"), abs=1e-4)
+    wide = ev.to_pandas().pivot(index="site", columns="lens", values="kl")
+    assert wide.loc["embed", "logit"] == ev.values["logit"]["kl"][0]
     assert len(ev.to_pandas()) == 12
     assert ev.to_dict()["values"]["jlens"]["kl"][0] is None
     assert "resid_post.1" in repr(ev)
@@ -69,28 +75,36 @@ def test_evaluate_matches_lens_results(model, tmp_path):
     # lens directories, both formats, give the same numbers as the object
     lens.save(tmp_path / "mine")
     write_tuned_lens_dir(tmp_path / "peer", lens, model)
-    ev2 = evaluate(model, {"mine": tmp_path / "mine", "peer": str(tmp_path / "peer")}, windows, window=20,
+    ev2 = evaluate(model, windows, {"mine": tmp_path / "mine", "peer": str(tmp_path / "peer")}, window=20,
                    progress=False)
     for name in ("mine", "peer"):
         assert ev2.values[name]["kl"] == pytest.approx(ev.values["tuned"]["kl"], rel=1e-5, abs=1e-6)
 
 
+def test_old_argument_order_warns_and_gives_the_same_numbers(model):
+    windows = random_windows(2, 16, seed=4)
+    new = evaluate(model, windows, {"logit": "logit"}, window=16, progress=False)
+    with pytest.warns(DeprecationWarning, match="evaluate\\(model, data, lenses\\)"):
+        old = evaluate(model, {"logit": "logit"}, windows, window=16, progress=False)
+    assert old.values == new.values
+
+
 def test_evaluate_sites_and_bad_input(model):
     windows = random_windows(2, 16, seed=4)
-    ev = evaluate(model, {"logit": "logit"}, windows, window=16, sites="embed", progress=False)
+    ev = evaluate(model, windows, {"logit": "logit"}, window=16, sites="embed", progress=False)
     assert [s.name for s in ev.sites] == ["embed", "resid_post.2"]
-    ev = evaluate(model, {"logit": "logit"}, windows, window=8, max_tokens=16, progress=False)
+    ev = evaluate(model, windows, {"logit": "logit"}, window=8, max_tokens=16, progress=False)
     assert ev.tokens == 16
     with pytest.raises(InputError, match="No lenses"):
-        evaluate(model, {}, windows, window=16, progress=False)
+        evaluate(model, windows, {}, window=16, progress=False)
     with pytest.raises(InputError, match="Cannot evaluate"):
-        evaluate(model, {"x": 42}, windows, window=16, progress=False)
+        evaluate(model, windows, {"x": 42}, window=16, progress=False)
     with pytest.raises(InputError, match="shorter than one window"):
-        evaluate(model, {"logit": "logit"}, windows, window=64, progress=False)
+        evaluate(model, windows, {"logit": "logit"}, window=64, progress=False)
     with pytest.raises(InputError, match="Unknown metric"):
         ev.plot("nope")
     partial = TunedLens.identity(model, sites="0")
     jd = JacobianDecoder(FakeJacobianLens({1: torch.eye(32)}))
-    ev = evaluate(model, {"partial": partial, "j": jd}, windows, window=16, progress=False)
+    ev = evaluate(model, windows, {"partial": partial, "j": jd}, window=16, progress=False)
     assert math.isnan(ev.values["partial"]["kl"][ev.sites.index(Site.resid_post(1))])
     assert not math.isnan(ev.values["j"]["kl"][ev.sites.index(Site.resid_post(1))])

@@ -19,7 +19,7 @@ def test_short_training_lowers_heldout_kl():
         sites_per_token=4, val_fraction=0.0, progress=False,
     )
     assert lens.config["metrics"]["init_tokens"] == 12 * 128
-    ev = evaluate(model, {"logit": "logit", "tuned": lens}, [heldout_text], window=128, max_tokens=256,
+    ev = evaluate(model, [heldout_text], {"logit": "logit", "tuned": lens}, window=128, max_tokens=256,
                   progress=False)
     logit, tuned = ev.values["logit"]["kl"], ev.values["tuned"]["kl"]
     assert ev.tokens == 256

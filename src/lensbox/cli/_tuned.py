@@ -51,12 +51,10 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..training._train import train_tuned_lens
-    from ..lenses._tuned import atomic_write_dir
+    from ..lenses._tuned_io import check_lens_target
 
     out = Path(args.out).expanduser()
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        # Fail before hours of training, not after.
-        atomic_write_dir(out, lambda tmp: None, overwrite=False, what="tuned lens")
+    check_lens_target(out, overwrite=args.overwrite)  # fail before hours of training, not after
     data, corpus = _data_from_args(args)
     model = _load_model(args)
     lens = train_tuned_lens(
@@ -113,12 +111,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     data, _ = _data_from_args(args)
     model = _load_model(args)
     ev = evaluate(
-        model, lenses, data, window=args.window, max_tokens=args.max_tokens, batch_size=args.batch_size,
+        model, data, lenses, window=args.window, max_tokens=args.max_tokens, batch_size=args.batch_size,
         chunk_rows=args.chunk_rows, progress=not args.quiet,
     )
-    table = ev.table(args.metric)
     print(f"{args.metric} per site, held-out text ({ev.tokens} tokens):")
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(ev.table(args.metric))
     print("mean (non-final sites): " + ", ".join(f"{n}={ev.mean(n, args.metric):.4f}" for n in ev.lenses))
     for target in args.out or []:
         path = Path(target)

@@ -19,7 +19,7 @@ Internals, bottom up:
 from ._decoders import Decoder as Decoder
 from ._decoders import EmbedTransposeDecoder as EmbedTransposeDecoder
 from ._decoders import LastBlocksDecoder as LastBlocksDecoder
-from ._evaluate import JacobianDecoder as JacobianDecoder
+from ._jacobian import JacobianDecoder as JacobianDecoder
 from ._evaluate import LensEvaluation as LensEvaluation
 from ._evaluate import evaluate as evaluate
 from ._geometry import ResidualNorms as ResidualNorms

@@ -1,12 +1,17 @@
 """Evaluating lenses side by side on held-out text.
 
 :func:`evaluate` runs the model once per batch of windows, captures the residual
-streams every lens needs, and reports per lens and site, averaged over all positions:
+streams every lens needs, and reports per lens and site, averaged over all positions
+(the ``evaluation`` metrics of the metric table, :mod:`lensbox.lenses._metrics`):
 
 * ``kl``: mean KL(final || lens) in nats;
 * ``ce``: mean cross-entropy of the lens's distribution against the next token (nats),
   and ``bpb``: the same total in bits divided by the UTF-8 bytes of the predicted tokens;
 * ``top1_agree``: how often the lens's top-1 token is the final layer's top-1.
+
+KL and log-probabilities come from the one kernel in :mod:`lensbox.lenses._stats`
+(:func:`~lensbox.lenses.log_softmax`, :func:`~lensbox.lenses.kl_divergence`), so the
+final site's KL is exactly 0.
 
 Lenses are given by name: ``'logit'`` (the logit lens), a :class:`~lensbox.TunedLens`
 or a saved lens directory, any :class:`~lensbox.Decoder`, or a TransformerLens
@@ -16,55 +21,29 @@ or a saved lens directory, any :class:`~lensbox.Decoder`, or a TransformerLens
 import dataclasses
 import math
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
+from torch import Tensor
 
-from ..core._adapter import ModelAdapter, adapt
-from ._decoders import Decoder, ResidStream, SiteMapDecoder
 from .._errors import InputError
+from ..core._adapter import ModelAdapter, ModelLike, adapt
+from ..core._sites import Site, SitesSpec
+from ._decoders import Decoder
+from ._jacobian import JacobianDecoder, is_jacobian_lens
 from ._logit import LogitLens
 from ._metrics import get_metric, metric_names
 from ._stats import kl_divergence, log_softmax
-from ..core._sites import Site, SiteKind
 from ._tuned import TunedDecoder, TunedLens
 
 #: The metrics a LensEvaluation reports (name -> description), from the metric table.
 METRIC_NAMES = {m: get_metric(m).description for m in metric_names("evaluation")}
 
 
-class JacobianDecoder(SiteMapDecoder):
-    """Decode through a TransformerLens ``JacobianLens``: ``J[l] h`` for ``resid_post.l``, then final norm + W_U."""
-
-    name = "jacobian"
-
-    def __init__(self, jlens: Any) -> None:
-        self.jlens = jlens
-
-    def layers(self) -> List[int]:
-        return sorted(int(k) for k in self.jlens.jacobians)
-
-    def map_stream(self, adapter: ModelAdapter, site: Site, resid: ResidStream) -> ResidStream:
-        if site.kind is not SiteKind.RESID_POST or site.layer not in self.jlens.jacobians:
-            raise InputError(
-                f"The Jacobian lens has no transport matrix for {site.name}.",
-                expected="resid_post.l for l in " + ", ".join(str(x) for x in self.layers()),
-                received=site.name,
-                fix="evaluate the Jacobian lens only on its fitted layers",
-            )
-        return self.jlens.transport(resid, int(site.layer))
-
-    def describe(self) -> str:
-        return "Jacobian-lens transport (TransformerLens) + final norm + unembedding"
-
-
-def _is_jacobian_lens(obj: Any) -> bool:
-    return hasattr(obj, "jacobians") and hasattr(obj, "transport") and isinstance(getattr(obj, "jacobians"), Mapping)
-
-
-def _resolve_lens(spec: Any, adapter: ModelAdapter) -> Tuple[Decoder, List[Site]]:
-    """A decoder and the sites it can decode on this model."""
+def resolve_lens(spec: Any, adapter: ModelAdapter) -> Tuple[Decoder, List[Site]]:
+    """A decoder for a lens spec (see :func:`evaluate`) and the sites it can decode on this model."""
     final = Site.resid_post(adapter.n_layers - 1)
     every = adapter.sites(None)
     if spec is None or (isinstance(spec, str) and spec in {"logit", "logit_lens"}):
@@ -77,11 +56,11 @@ def _resolve_lens(spec: Any, adapter: ModelAdapter) -> Tuple[Decoder, List[Site]
             spec = TunedLens.load(path)
     if isinstance(spec, TunedLens):
         spec.check_model(adapter)
-        tr = spec._require()
+        tr = spec.require_translators()
         return TunedDecoder(tr), sorted(set(tr.sites) | {final})
     if isinstance(spec, LogitLens):
         return spec.decoder, every
-    if _is_jacobian_lens(spec) or isinstance(spec, JacobianDecoder):
+    if is_jacobian_lens(spec) or isinstance(spec, JacobianDecoder):
         dec = spec if isinstance(spec, JacobianDecoder) else JacobianDecoder(spec)
         return dec, sorted({Site.resid_post(l) for l in dec.layers() if 0 <= l < adapter.n_layers} | {final})
     if isinstance(spec, Decoder):
@@ -111,12 +90,16 @@ class LensEvaluation:
     windows: int
     target_bytes: int
 
+    def _metric(self, metric: str) -> str:
+        return get_metric(metric, scope="evaluation").name
+
     def mean(self, lens: str, metric: str = "kl", *, include_final: bool = False) -> float:
         """Mean of ``metric`` over the lens's sites (the final site excluded unless asked)."""
+        name = self._metric(metric)
         last = max(s.depth for s in self.sites)
         vals = [
             v
-            for s, v in zip(self.sites, self.values[lens][metric])
+            for s, v in zip(self.sites, self.values[lens][name])
             if not math.isnan(v) and (include_final or s.depth != last)
         ]
         return sum(vals) / len(vals) if vals else math.nan
@@ -134,12 +117,17 @@ class LensEvaluation:
                 rows.append(row)
         return pd.DataFrame(rows)
 
-    def table(self, metric: str = "kl") -> Any:
-        """Wide table: sites as rows, lenses as columns, for one metric."""
-        df = self.to_pandas()
-        wide = df.pivot(index="site", columns="lens", values=metric)
-        order = [s.name for s in self.sites]
-        return wide.reindex(order)[self.lenses]
+    def table(self, metric: str = "kl", *, digits: int = 4) -> str:
+        """A text table of one metric: sites as rows, lenses as columns, and the mean over non-final sites."""
+        name = self._metric(metric)
+        width = max(12, digits + 6, *(len(l) + 2 for l in self.lenses))
+        cell = lambda v: ("—" if math.isnan(v) else f"{v:.{digits}f}").rjust(width)  # noqa: E731
+        lines = [f"{name}: {METRIC_NAMES[name]} ({self.tokens} tokens in {self.windows} windows)"]
+        lines.append("site".ljust(14) + "".join(l[: width - 1].rjust(width) for l in self.lenses))
+        for i, s in enumerate(self.sites):
+            lines.append(s.name.ljust(14) + "".join(cell(self.values[l][name][i]) for l in self.lenses))
+        lines.append("mean".ljust(14) + "".join(cell(self.mean(l, name)) for l in self.lenses))
+        return "\n".join(lines)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -157,23 +145,13 @@ class LensEvaluation:
         }
 
     def __repr__(self) -> str:
-        lines = [f"LensEvaluation({self.model_name!r}, {self.tokens} tokens in {self.windows} windows)"]
-        head = "site".ljust(14) + "".join(f"{lens[:14]:>16}" for lens in self.lenses)
-        lines += [f"KL(final || lens), nats", head]
-        for i, s in enumerate(self.sites):
-            cells = "".join(
-                f"{'—' if math.isnan(self.values[l]['kl'][i]) else format(self.values[l]['kl'][i], '.4f'):>16}"
-                for l in self.lenses
-            )
-            lines.append(s.name.ljust(14) + cells)
-        lines.append("mean".ljust(14) + "".join(f"{self.mean(l):>16.4f}" for l in self.lenses))
-        return "\n".join(lines)
+        return f"LensEvaluation({self.model_name!r}, {self.tokens} tokens in {self.windows} windows)\n" + self.table()
 
     def plot(self, metric: str = "kl", *, log: bool = False, title: Optional[str] = None, ax: Any = None) -> Any:
-        """One line per lens: ``metric`` against layer (matplotlib figure)."""
+        """One line per lens: ``metric`` against layer (matplotlib figure; see ``lensbox.plot.plot_evaluation``)."""
         from ..plot import plot_evaluation
 
-        return plot_evaluation(self, metric, log=log, title=title, ax=ax)
+        return plot_evaluation(self, self._metric(metric), log=log, title=title, ax=ax)
 
 
 def _byte_len(adapter: ModelAdapter, cache: Dict[int, int], tid: int) -> int:
@@ -187,15 +165,76 @@ def _byte_len(adapter: ModelAdapter, cache: Dict[int, int], tid: int) -> int:
     return cache[tid]
 
 
+def _windows(adapter: ModelAdapter, data: Any, window: int, max_tokens: Optional[int]) -> Tensor:
+    """``[n, window]`` token windows of ``data`` (``lensbox.data.windows``; no BOS, texts joined by EOS)."""
+    from ..data import windows
+
+    rows = list(windows(adapter.tokenizer, data, window=window, max_tokens=max_tokens, d_vocab=adapter.d_vocab))
+    if not rows:
+        raise InputError(
+            "The evaluation text is shorter than one window.",
+            expected=f"at least {window} tokens",
+            received="fewer",
+            fix="pass more text or a smaller window=",
+        )
+    return torch.stack(rows).long()
+
+
+def _accumulate(
+    adapter: ModelAdapter,
+    decoder: Decoder,
+    rows: Dict[int, Tensor],
+    final: Tensor,
+    targets: Tensor,
+    acc: Tensor,
+    chunk_rows: int,
+) -> None:
+    """Add one lens's KL, cross-entropy, top-1 agreement and row count per site into ``acc [4, site]``.
+
+    ``rows[i]`` is site ``i``'s prepared stream ``[n, d_model]``; ``final`` the final stream
+    ``[n, d_model]``; ``targets`` the next token per row (-1: none).
+    """
+    n = final.shape[0]
+    for p0 in range(0, n, chunk_rows):
+        p1 = min(n, p0 + chunk_rows)
+        flp = log_softmax(adapter.decode(final[p0:p1]))
+        fp = flp.exp()
+        ftop = flp.argmax(-1)
+        tgt = targets[p0:p1]
+        has = tgt >= 0
+        for i, stream in rows.items():
+            lp = log_softmax(decoder.decode(adapter, stream[p0:p1]))
+            kl = kl_divergence(flp, lp, ref_probs=fp)
+            ce = -lp.gather(1, tgt.clamp(min=0)[:, None])[:, 0]
+            acc[0, i] += kl.double().clamp(min=0).sum()
+            acc[1, i] += ce[has].double().sum()
+            acc[2, i] += (lp.argmax(-1) == ftop).double().sum()
+            acc[3, i] += p1 - p0
+            del lp
+        del flp, fp
+
+
+def _legacy_order(data: Any, lenses: Any) -> Tuple[Any, Any]:
+    """Accept lensbox 0.1's ``evaluate(model, lenses, data)`` (a mapping second) for one release."""
+    if isinstance(data, Mapping) and not isinstance(lenses, Mapping):
+        warnings.warn(
+            "evaluate(model, lenses, data) is deprecated: pass evaluate(model, data, lenses).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return lenses, data
+    return data, lenses
+
+
 def evaluate(
-    model: Any,
-    lenses: Mapping[str, Any],
+    model: ModelLike,
     data: Any,
+    lenses: Any,  # Mapping[str, lens]; Any only while the old (model, lenses, data) order is accepted
     *,
     window: int = 256,
     max_tokens: Optional[int] = None,
-    sites: Any = None,
-    batch_size: int = 2,
+    sites: SitesSpec = None,
+    batch_size: int = 4,
     chunk_rows: int = 512,
     progress: bool = True,
 ) -> LensEvaluation:
@@ -203,10 +242,10 @@ def evaluate(
 
     Args:
         model: the hooked model.
-        lenses: ``{name: lens}`` with lens ``'logit'``, a TunedLens, a lens directory,
-            a Decoder, or a TransformerLens JacobianLens.
         data: text(s), files (``pathlib.Path``) or token windows ``[n, window]``, cut into
             ``window``-token windows as for training (no BOS added).
+        lenses: ``{name: lens}`` with lens ``'logit'``, a TunedLens, a lens directory,
+            a Decoder, or a TransformerLens JacobianLens.
         max_tokens: stop after this many tokens (whole windows).
         sites: restrict to these sites (default: every site any lens has).
         batch_size: windows per forward pass.
@@ -215,94 +254,46 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from ..training._train import raw_windows
-
+    data, lenses = _legacy_order(data, lenses)
     adapter = adapt(model)
     if not lenses:
         raise InputError("No lenses to evaluate.", expected="e.g. {'logit': 'logit', 'tuned': lens}", received="{}")
-    resolved = {str(name): _resolve_lens(spec, adapter) for name, spec in lenses.items()}
+    resolved = {str(name): resolve_lens(spec, adapter) for name, spec in lenses.items()}
     final = Site.resid_post(adapter.n_layers - 1)
     union = sorted({s for _, ss in resolved.values() for s in ss})
     if sites is not None:
         wanted = set(adapter.sites(sites)) | {final}
         union = [s for s in union if s in wanted]
-    windows: List[List[int]] = []
-    for w in raw_windows(adapter, data, window):
-        windows.append(w)
-        if max_tokens is not None and (len(windows) + 1) * window > max_tokens:
-            break
-    if not windows:
-        raise InputError(
-            "The evaluation text is shorter than one window.",
-            expected=f"at least {window} tokens",
-            received="fewer",
-            fix="pass more text or a smaller window=",
-        )
-    toks_all = torch.tensor(windows, dtype=torch.long)
-    n_sites = len(union)
-    names = list(resolved)
-    sums = {n: torch.zeros(4, n_sites, dtype=torch.float64) for n in names}  # kl, ce, top1, count
+    toks_all = _windows(adapter, data, window, max_tokens)
+    sums = {n: torch.zeros(4, len(union), dtype=torch.float64) for n in resolved}  # kl, ce, top1, count
     byte_cache: Dict[int, int] = {}
     target_bytes = 0
-    ce_count = 0
     bar = tqdm(total=toks_all.shape[0], desc="evaluate", unit="win", disable=not progress, leave=False)
     with torch.no_grad():
         for b0 in range(0, toks_all.shape[0], batch_size):
             toks = toks_all[b0 : b0 + batch_size].to(adapter.device)
             streams = adapter.run_and_capture(toks, union)
             B, T = toks.shape
-            targets = toks[:, 1:].reshape(-1)
             if adapter.tokenizer is not None:
-                target_bytes += sum(_byte_len(adapter, byte_cache, int(t)) for t in targets.tolist())
-            ce_count += targets.numel()
+                target_bytes += sum(_byte_len(adapter, byte_cache, int(t)) for t in toks[:, 1:].reshape(-1).tolist())
+            targets = torch.full((B, T), -1, dtype=torch.long, device=toks.device)
+            targets[:, :-1] = toks[:, 1:]
             F = streams[final].reshape(B * T, -1)
-            tgt_full = torch.full((B, T), -1, dtype=torch.long, device=toks.device)
-            tgt_full[:, :-1] = toks[:, 1:]
-            tgt_full = tgt_full.reshape(-1)
-            for name in names:
-                decoder, lens_sites = resolved[name]
-                have = [i for i, s in enumerate(union) if s in lens_sites]
-                prepared = {i: decoder.prepare(adapter, union[i], streams[union[i]], toks).reshape(B * T, -1) for i in have}
-                for p0 in range(0, B * T, chunk_rows):
-                    p1 = min(B * T, p0 + chunk_rows)
-                    flp = log_softmax(adapter.decode(F[p0:p1]))
-                    fp = flp.exp()
-                    ftop = flp.argmax(-1)
-                    tgt = tgt_full[p0:p1]
-                    has = tgt >= 0
-                    for i in have:
-                        lp = log_softmax(decoder.decode(adapter, prepared[i][p0:p1]))
-                        kl = kl_divergence(flp, lp, ref_probs=fp)
-                        ce = -lp.gather(1, tgt.clamp(min=0)[:, None])[:, 0]
-                        agree = (lp.argmax(-1) == ftop).double()
-                        acc = sums[name][:, i]
-                        acc[0] += kl.double().clamp(min=0).sum()
-                        acc[1] += ce[has].double().sum()
-                        acc[2] += agree.sum()
-                        acc[3] += p1 - p0
-                        del lp
-                    del flp, fp
+            for name, (decoder, lens_sites) in resolved.items():
+                rows = {
+                    i: decoder.prepare(adapter, s, streams[s], toks).reshape(B * T, -1)
+                    for i, s in enumerate(union)
+                    if s in lens_sites
+                }
+                _accumulate(adapter, decoder, rows, F, targets.reshape(-1), sums[name], chunk_rows)
             bar.update(B)
     bar.close()
-    values: Dict[str, Dict[str, List[float]]] = {}
-    ln2 = math.log(2.0)
-    for name in names:
-        _, lens_sites = resolved[name]
-        s = sums[name]
-        per: Dict[str, List[float]] = {m: [] for m in METRIC_NAMES}
-        for i, site in enumerate(union):
-            if site not in lens_sites or s[3, i] == 0:
-                for m in METRIC_NAMES:
-                    per[m].append(math.nan)
-                continue
-            per["kl"].append(float(s[0, i] / s[3, i]))
-            per["ce"].append(float(s[1, i] / ce_count))
-            per["bpb"].append(float(s[1, i] / ln2 / target_bytes) if target_bytes else math.nan)
-            per["top1_agree"].append(float(s[2, i] / s[3, i]))
-        values[name] = per
+    ce_count = toks_all.shape[0] * (toks_all.shape[1] - 1)
+    values = {name: _per_site(sums[name], union, lens_sites, ce_count, target_bytes)
+              for name, (_, lens_sites) in resolved.items()}
     return LensEvaluation(
         model_name=adapter.model_name,
-        lenses=names,
+        lenses=list(resolved),
         sites=union,
         values=values,
         tokens=int(toks_all.numel()),
@@ -311,4 +302,20 @@ def evaluate(
     )
 
 
-__all__ = ["evaluate", "LensEvaluation", "JacobianDecoder"]
+def _per_site(
+    s: Tensor, union: List[Site], lens_sites: List[Site], ce_count: int, target_bytes: int
+) -> Dict[str, List[float]]:
+    per: Dict[str, List[float]] = {m: [] for m in METRIC_NAMES}
+    for i, site in enumerate(union):
+        if site not in lens_sites or s[3, i] == 0:
+            for m in METRIC_NAMES:
+                per[m].append(math.nan)
+            continue
+        per["kl"].append(float(s[0, i] / s[3, i]))
+        per["ce"].append(float(s[1, i] / ce_count))
+        per["bpb"].append(float(s[1, i] / math.log(2.0) / target_bytes) if target_bytes else math.nan)
+        per["top1_agree"].append(float(s[2, i] / s[3, i]))
+    return per
+
+
+__all__ = ["evaluate", "LensEvaluation", "resolve_lens"]

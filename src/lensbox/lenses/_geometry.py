@@ -21,10 +21,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..core._adapter import Inputs, ModelAdapter
+from ..core._adapter import Inputs, ModelAdapter, ModelLike
 from .._errors import InputError
 from ..core._registry import Analyzer, analyze
-from ..core._sites import Site
+from ..core._sites import Site, SitesSpec
 
 TokenLike = Union[str, int]
 
@@ -62,6 +62,16 @@ class ResidualNorms:
                     rows["norm"].append(v)
         return pd.DataFrame(rows)
 
+    def table(self, *, batch: int = 0, max_positions: int = 12, width: int = 9) -> str:
+        """A text table of the norms: one row per site, one column per position (the last ``max_positions``)."""
+        labels = self.input_labels[batch]
+        cols = list(range(max(0, len(labels) - max_positions), len(labels)))
+        clip = lambda t: (t if len(t) <= width else t[: width - 1] + "…").rjust(width)  # noqa: E731
+        lines = ["site".ljust(14) + " ".join(clip(labels[c]) for c in cols)]
+        for i, site in enumerate(self.sites):
+            lines.append(site.name.ljust(14) + " ".join(clip(f"{float(self.norms[batch, i, c]):.4g}") for c in cols))
+        return "\n".join(lines + ["residual-stream norm ‖resid‖₂ per site (rows) and input position (columns)"])
+
     def __repr__(self) -> str:
         b, l, p = self.norms.shape
         return (
@@ -81,7 +91,7 @@ class _ChosenSitesAnalyzer(Analyzer):
     """An analyzer of the sites the user names: ``sites`` (default: the embeddings and every
     resid_post), plus each block's resid_mid with ``include_mid``."""
 
-    def __init__(self, sites: Any = None, *, include_mid: bool = False) -> None:
+    def __init__(self, sites: SitesSpec = None, *, include_mid: bool = False) -> None:
         self.site_spec = sites
         self.include_mid = include_mid
 
@@ -116,10 +126,10 @@ class ResidualNormsAnalyzer(_ChosenSitesAnalyzer):
 
 
 def residual_norms(
-    model: Any,
+    model: ModelLike,
     inputs: Inputs,
-    sites: Any = None,
     *,
+    sites: SitesSpec = None,
     include_mid: bool = False,
     cache: Optional[Mapping[str, Tensor]] = None,
     prepend_bos: Optional[bool] = None,
@@ -181,6 +191,16 @@ class TokenPlaneTrajectory:
                 rows["logit_a"].append(float(self.logits[b, i, 0]))
                 rows["logit_b"].append(float(self.logits[b, i, 1]))
         return pd.DataFrame(rows)
+
+    def table(self, *, batch: int = 0) -> str:
+        """A text table: per site, the plane coordinates and the two tokens' logit-lens logits."""
+        a, b = self.token_labels
+        lines = [f"{'site':<14}{'x':>10}{'y':>10}{'logit ' + a:>16}{'logit ' + b:>16}"]
+        for i, site in enumerate(self.sites):
+            x, y = (float(v) for v in self.coords[batch, i])
+            la, lb = (float(v) for v in self.logits[batch, i])
+            lines.append(f"{site.name:<14}{x:>10.3f}{y:>10.3f}{la:>16.3f}{lb:>16.3f}")
+        return "\n".join(lines + [f"position {self.pos} in the plane of {a!r} and {b!r}"])
 
     def __repr__(self) -> str:
         a, b = self.token_labels
@@ -245,7 +265,7 @@ class TokenPlaneAnalyzer(_ChosenSitesAnalyzer):
         tokens: Sequence[TokenLike] = (" Mary", " John"),
         *,
         pos: int = -1,
-        sites: Any = None,
+        sites: SitesSpec = None,
         include_mid: bool = False,
     ) -> None:
         if isinstance(tokens, (str, int)) or len(tokens) != 2:
@@ -319,12 +339,12 @@ class TokenPlaneAnalyzer(_ChosenSitesAnalyzer):
 
 
 def token_plane_trajectory(
-    model: Any,
+    model: ModelLike,
     inputs: Inputs,
     tokens: Sequence[TokenLike] = (" Mary", " John"),
     *,
     pos: int = -1,
-    sites: Any = None,
+    sites: SitesSpec = None,
     include_mid: bool = False,
     cache: Optional[Mapping[str, Tensor]] = None,
     prepend_bos: Optional[bool] = None,

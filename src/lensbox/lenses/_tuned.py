@@ -13,16 +13,11 @@ is the identity by construction and is not stored.
 :class:`TunedLens` is an :class:`~lensbox.Analyzer` registered as ``tuned_lens``;
 it returns the same :class:`~lensbox.LensResult` as the logit lens, computed by the
 same chunked statistics engine, so both lenses compare side by side in one
-:func:`lensbox.analyze` call. Training lives in ``_train.py``, evaluation in
-``_evaluate.py``; the saved-directory format is described in ``README_training.md``.
+:func:`lensbox.analyze` call. Training lives in ``lensbox.training``, evaluation in
+``_evaluate.py``, the file formats in ``_tuned_io.py``.
 """
 
-import datetime
-import json
-import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -30,18 +25,25 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from ..core._adapter import Inputs, ModelAdapter, adapt
-from ._decoders import Decoder, ResidStream, SiteMapDecoder
 from .._errors import ArtifactError, InputError, ModelError, SiteError
-from ._logit import LogitLens
+from ..core._adapter import Inputs, ModelAdapter, ModelLike, adapt
+from ..core._fingerprint import check_fingerprint as check_model_fingerprint
 from ..core._registry import analyze
+from ..core._sites import Site, SiteKind, SitesSpec, parse_sites
+from ._decoders import ResidStream, SiteMapDecoder
+from ._lens import LensAnalyzer, NonFinitePolicy
 from ._result import LensResult
-from ..core._sites import Site, SiteKind, SiteLike, parse_sites, resolve_site
+from ._tuned_io import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    jsonable,
+    lens_config,
+    lens_fingerprint,
+    read_lens,
+    read_tuned_lens_library,
+    write_lens,
+)
 
-FORMAT_NAME = "lensbox.tuned_lens"
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "translators.safetensors"
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -182,28 +184,7 @@ class TunedDecoder(SiteMapDecoder):
         return "tuned-lens translator + final norm + unembedding (W_U)"
 
 
-def _fingerprint_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
-    """Why two adapter fingerprints differ beyond tolerance, or None when they match."""
-    for key in ("d_model", "d_vocab", "n_layers"):
-        if saved.get(key) != current.get(key):
-            return f"{key} {saved.get(key)} (lens) vs {current.get(key)} (model)"
-    a_ids, b_ids = saved.get("top_ids") or [], current.get("top_ids") or []
-    if len(a_ids) != len(b_ids) or not a_ids:
-        return "the fingerprint has an unexpected layout"
-    agree = sum(1 for x, y in zip(a_ids, b_ids) if x and y and x[0] == y[0])
-    if agree < len(a_ids) - 1:  # one probe may flip on a near-tie (e.g. a bf16 model)
-        return f"the decoder's top-1 token agrees on {agree}/{len(a_ids)} probe vectors"
-    diffs = [
-        abs(x[0] - y[0])
-        for xi, yi, x, y in zip(a_ids, b_ids, saved.get("top_logprobs") or [], current.get("top_logprobs") or [])
-        if xi and yi and xi[0] == yi[0]
-    ]
-    if diffs and sorted(diffs)[len(diffs) // 2] > 0.1:
-        return f"the decoder's top-1 log-probabilities differ by {sorted(diffs)[len(diffs) // 2]:.3f} (median)"
-    return None
-
-
-class TunedLens(LogitLens):
+class TunedLens(LensAnalyzer):
     """Analyzer ``tuned_lens``: the logit lens after a learned affine translator per site.
 
     Build one by training (:func:`lensbox.train_tuned_lens`), loading
@@ -217,8 +198,8 @@ class TunedLens(LogitLens):
         sites: which sites to decode (default: every site the lens has, plus the final site).
         include_mid: when ``sites`` is a spec such as 'all', also take resid_mid sites.
         k, chunk_rows, on_nonfinite: as for :class:`~lensbox.LogitLens`.
-        check_fingerprint: refuse to run on a model whose decoder differs from the one
-            the lens was trained with (:class:`~lensbox.ModelError`); False overrides.
+        check_fingerprint: refuse to run on a model other than the one the lens was
+            trained for (:class:`~lensbox.ModelError`); False overrides.
         config: metadata (model, training settings, corpus, metrics) kept with the lens.
     """
 
@@ -229,11 +210,11 @@ class TunedLens(LogitLens):
         translators: Optional[Translators] = None,
         *,
         path: Optional[PathLike] = None,
-        sites: Any = None,
+        sites: SitesSpec = None,
         include_mid: bool = False,
         k: int = 5,
         chunk_rows: int = 512,
-        on_nonfinite: str = "raise",
+        on_nonfinite: NonFinitePolicy = "raise",
         check_fingerprint: bool = True,
         config: Optional[Dict[str, Any]] = None,
     ) -> None:
@@ -245,9 +226,11 @@ class TunedLens(LogitLens):
                 fix="drop one of the two arguments",
             )
         self.config: Dict[str, Any] = dict(config or {})
+        #: Where the lens was loaded from (None: built in memory). A loaded lens must record its model.
+        self.source: Optional[Path] = None
         if path is not None:
             loaded = TunedLens.load(path, check_fingerprint=check_fingerprint)
-            translators, self.config = loaded.translators, loaded.config
+            translators, self.config, self.source = loaded.translators, loaded.config, loaded.source
         self.translators: Optional[Translators] = translators
         super().__init__(
             sites,
@@ -262,7 +245,9 @@ class TunedLens(LogitLens):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def identity(cls, model: Any, *, sites: Any = None, include_mid: bool = False, **kwargs: Any) -> "TunedLens":
+    def identity(
+        cls, model: ModelLike, *, sites: SitesSpec = None, include_mid: bool = False, **kwargs: Any
+    ) -> "TunedLens":
         """An untrained lens (every translator the identity) for ``model``.
 
         ``sites`` are the translator sites (default: embed and resid_post 0..n-2;
@@ -274,16 +259,15 @@ class TunedLens(LogitLens):
             chosen = translator_sites(adapter.n_layers, include_mid=include_mid)
         else:
             chosen = [s for s in parse_sites(sites, adapter.n_layers, include_mid=include_mid) if s != final]
-        tr = Translators(chosen, adapter.d_model)
-        config = _base_config(adapter)
-        return cls(tr, config=config, **kwargs)
+        return cls(Translators(chosen, adapter.d_model), config=lens_config(adapter), **kwargs)
 
     @property
     def lens_sites(self) -> List[Site]:
         """The sites this lens has translators for (the final site is always available too)."""
-        return list(self._require().sites)
+        return list(self.require_translators().sites)
 
-    def _require(self) -> Translators:
+    def require_translators(self) -> Translators:
+        """The translators, or a clear error for a lens that has none."""
         if self.translators is None:
             raise InputError(
                 "This tuned lens has no translators.",
@@ -296,16 +280,19 @@ class TunedLens(LogitLens):
             )
         return self.translators
 
+    _require = require_translators  # the name lensbox 0.1 used internally
+
     # ------------------------------------------------------------------ analyzer protocol
     def check_model(self, adapter: ModelAdapter) -> None:
         """Raise :class:`~lensbox.ModelError` when ``adapter``'s model is not the lens's model."""
-        tr = self._require()
+        tr = self.require_translators()
         if self._checked.get(id(adapter.model)):
             return
+        model_name = self.config.get("model_name", "unknown model")
         if tr.d_model != adapter.d_model:
             raise ModelError(
                 "This tuned lens was trained on a model of another width.",
-                expected=f"a model with d_model={tr.d_model} ({self.config.get('model_name', 'unknown model')})",
+                expected=f"a model with d_model={tr.d_model} ({model_name})",
                 received=f"{adapter.model_name} with d_model={adapter.d_model}",
                 fix="load the model the lens was trained on, or train a lens for this model",
             )
@@ -314,23 +301,17 @@ class TunedLens(LogitLens):
                 raise ModelError(
                     "This tuned lens has translators for layers the model does not have.",
                     expected=f"sites within {adapter.n_layers} blocks",
-                    received=f"{s.name} (lens for {self.config.get('model_name', 'another model')})",
+                    received=f"{s.name} (lens for {model_name})",
                     fix="load the model the lens was trained on",
                 )
-        saved = self.config.get("fingerprint")
-        if self.check_fingerprint and saved:
-            why = _fingerprint_mismatch(saved, adapter.fingerprint())
-            if why is not None:
-                raise ModelError(
-                    "This tuned lens was trained for another model (its decoder fingerprint differs).",
-                    expected=f"the model the lens was trained on: {self.config.get('model_name', 'unknown')}",
-                    received=f"{adapter.model_name}: {why}",
-                    fix="load the lens onto its own model, or pass check_fingerprint=False if you are sure",
-                )
+        what = f"the tuned lens at {self.source}" if self.source else "this tuned lens"
+        saved = lens_fingerprint(self.config, what=what)
+        if saved is not None or self.source is not None:  # a lens built in memory may carry none
+            check_model_fingerprint(saved, adapter.fingerprint, what=what, check=self.check_fingerprint)
         self._checked[id(adapter.model)] = True
 
     def selected_sites(self, adapter: ModelAdapter) -> List[Site]:
-        tr = self._require()
+        tr = self.require_translators()
         final = Site.resid_post(adapter.n_layers - 1)
         available = sorted(set(tr.sites) | {final})
         if self.site_spec is None and not self.include_mid:
@@ -357,7 +338,7 @@ class TunedLens(LogitLens):
         tokens: Int[Tensor, "batch pos"],
         sites: List[Site],
     ) -> Dict[Site, Tensor]:
-        tr = self._require()
+        tr = self.require_translators()
         out = {s: self.decoder.prepare(adapter, s, streams[s], tokens) for s in sites}
         embed = Site.embed()
         if embed not in out:  # the input-layer reference for kl_input
@@ -369,29 +350,29 @@ class TunedLens(LogitLens):
         adapter: ModelAdapter,
         streams: Dict[Site, Float[Tensor, "batch pos d_model"]],
         tokens: Int[Tensor, "batch pos"],
+        *,
+        logits: Optional[Float[Tensor, "batch pos d_vocab"]] = None,
     ) -> LensResult:
         self.check_model(adapter)
-        return super().run(adapter, streams, tokens)
+        return super().run(adapter, streams, tokens, logits=logits)
 
-    def __call__(self, model: Any, inputs: Inputs, **kwargs: Any) -> LensResult:
+    def __call__(self, model: ModelLike, inputs: Inputs, **kwargs: Any) -> LensResult:
         """Run this lens alone on ``inputs`` (same as ``lensbox.analyze(model, inputs, [lens])``)."""
         return analyze(model, inputs, [self], **kwargs)[self.name]
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: PathLike, *, overwrite: bool = False, model: Any = None) -> Path:
-        """Write ``config.json`` + ``translators.safetensors`` into directory ``path``, atomically.
+    def save(self, path: PathLike, *, overwrite: bool = False, model: Optional[ModelLike] = None) -> Path:
+        """Write ``config.json`` + ``translators.safetensors`` into folder ``path``, atomically.
 
-        An existing non-empty directory is only replaced with ``overwrite=True``; the
-        new directory is written beside it first, so an interrupted save leaves the old
-        one intact. ``model`` is needed only for a lens built from bare translators,
-        to record which model it belongs to.
+        An existing lens folder is replaced only with ``overwrite=True`` (a folder holding
+        anything else never is); the new folder is written beside it first, so an
+        interrupted save leaves the old one intact. ``model`` is needed only for a lens
+        built from bare translators, to record which model it belongs to.
         """
-        from safetensors.torch import save_file
-
-        tr = self._require()
+        tr = self.require_translators()
         config = dict(self.config)
         if model is not None:
-            config.update({k: v for k, v in _base_config(adapt(model)).items() if k not in config})
+            config.update({k: v for k, v in lens_config(adapt(model)).items() if k not in config})
         if "n_layers" not in config or "fingerprint" not in config:
             raise InputError(
                 "This lens does not record its model, so a saved copy could not be checked when loaded.",
@@ -401,96 +382,50 @@ class TunedLens(LogitLens):
             )
         config.update(
             {
-                "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
                 "d_model": tr.d_model,
                 "sites": [s.name for s in tr.sites],
                 "translator": "t = h + h @ weight.T + bias per site; then the model's final norm and unembedding",
                 "dtype": str(tr.weight.dtype).replace("torch.", ""),
-                "weights_file": WEIGHTS_FILE,
             }
         )
-        config.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-        target = Path(path).expanduser()
-
-        def write(tmp: Path) -> None:
-            save_file(tr.state_tensors(), str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
-            (tmp / CONFIG_FILE).write_text(json.dumps(_jsonable(config), indent=1, allow_nan=False) + "\n")
-
-        atomic_write_dir(target, write, overwrite=overwrite, what="tuned lens")
-        self.config = config
+        target = write_lens(Path(path).expanduser(), tensors=tr.state_tensors(), config=config, overwrite=overwrite)
+        self.config = {**config, "format": FORMAT_NAME, "format_version": FORMAT_VERSION}
         return target
 
     @classmethod
     def load(
         cls,
         path: PathLike,
-        model: Any = None,
+        model: Optional[ModelLike] = None,
         *,
-        sites: Any = None,
+        sites: SitesSpec = None,
         check_fingerprint: bool = True,
         **kwargs: Any,
     ) -> "TunedLens":
-        """Load a lens saved with :meth:`save`.
+        """Load a lens saved with :meth:`save` (this version's folders and lensbox 0.1's).
 
         Args:
             path: the lens directory (``config.json`` + ``translators.safetensors``).
-            model: when given, checked now against the lens's fingerprint (otherwise
-                on first use).
+            model: when given, checked now against the lens's fingerprint (otherwise on first use).
             sites: load only these translator sites (each must be in the lens).
-            check_fingerprint: False skips the model check.
+            check_fingerprint: False skips the model check (also for a lens that records no model).
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         directory = Path(path).expanduser()
-        config = read_lens_config(directory)
-        weights = directory / str(config.get("weights_file", WEIGHTS_FILE))
-        if not weights.is_file():
-            raise ArtifactError(
-                "The lens directory has no weights file.",
-                expected=f"{weights.name} beside config.json",
-                received=f"{directory} containing {sorted(p.name for p in directory.iterdir())}",
-                fix="copy the whole lens directory, or re-save the lens",
-            )
-        try:
-            tensors = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise ArtifactError(
-                "The lens weights file is corrupted or not a safetensors file.",
-                expected="a safetensors file written by TunedLens.save",
-                received=f"{weights}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
-                fix="restore the file from a backup or a checkpoint, or retrain the lens",
-            ) from exc
-        try:
-            n_layers = int(config["n_layers"])
-            all_sites = [resolve_site(s, n_layers) for s in config["sites"]]
-            d_model = int(config["d_model"])
-        except (KeyError, TypeError, ValueError, SiteError) as exc:
-            raise ArtifactError(
-                "The lens config.json is incomplete.",
-                expected="n_layers, d_model and sites entries",
-                received=f"{directory / CONFIG_FILE}: {exc}",
-                fix="re-save the lens with TunedLens.save",
-            ) from exc
+        config, tensors, all_sites, d_model = read_lens(directory)
         tr = Translators(all_sites, d_model)
-        tr.load_state_tensors(tensors, source=str(weights))
+        tr.load_state_tensors(tensors, source=str(directory))
         if sites is not None:
-            wanted = [s for s in parse_sites(sites, n_layers) if s != Site.resid_post(n_layers - 1)]
-            tr = tr.subset(wanted)
+            n_layers = int(config["n_layers"])
+            tr = tr.subset([s for s in parse_sites(sites, n_layers) if s != Site.resid_post(n_layers - 1)])
         lens = cls(tr, config=config, check_fingerprint=check_fingerprint, **kwargs)
+        lens.source = directory
         if model is not None:
             lens.check_model(adapt(model))
         return lens
 
     @classmethod
     def from_tuned_lens(
-        cls,
-        path: PathLike,
-        model: Any,
-        *,
-        check_fingerprint: bool = True,
-        **kwargs: Any,
+        cls, path: PathLike, model: ModelLike, *, check_fingerprint: bool = True, **kwargs: Any
     ) -> "TunedLens":
         """Import a lens saved by the ``tuned-lens`` library (``params.pt`` + ``config.json``).
 
@@ -501,83 +436,12 @@ class TunedLens(LogitLens):
         residually, the same convention as here.
         """
         directory = Path(path).expanduser()
-        cfg_path, params_path = directory / "config.json", directory / "params.pt"
-        for p in (cfg_path, params_path):
-            if not p.is_file():
-                raise ArtifactError(
-                    "This is not a tuned-lens lens directory.",
-                    expected="config.json and params.pt (what tuned_lens's TunedLens.save writes)",
-                    received=f"{directory}: no {p.name}" + (
-                        f" (contents: {sorted(x.name for x in directory.iterdir())[:10]})" if directory.is_dir() else ""
-                    ),
-                    fix="point at the directory holding params.pt; for a lensbox lens use TunedLens.load",
-                )
-        try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            d_model, n_hidden = int(cfg["d_model"]), int(cfg["num_hidden_layers"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(
-                "The tuned-lens config.json is unreadable.",
-                expected="JSON with d_model and num_hidden_layers",
-                received=f"{cfg_path}: {exc}",
-                fix="re-export the lens with tuned-lens",
-            ) from exc
         adapter = adapt(model)
-        if d_model != adapter.d_model or n_hidden != adapter.n_layers:
-            raise ModelError(
-                "This tuned-lens lens was trained for another model.",
-                expected=f"a lens for d_model={adapter.d_model}, {adapter.n_layers} layers ({adapter.model_name})",
-                received=f"d_model={d_model}, num_hidden_layers={n_hidden} ({cfg.get('base_model_name_or_path')})",
-                fix="load the model the lens was trained on",
-            )
-        lens_hash = cfg.get("unembed_hash")
-        if check_fingerprint and lens_hash and adapter.generation == "bridge":
-            mine = tuned_lens_unembed_hash(adapter)
-            if mine is not None and mine != lens_hash:
-                raise ModelError(
-                    "This tuned-lens lens was trained with another unembedding matrix.",
-                    expected=f"unembed_hash {lens_hash[:16]}... ({cfg.get('base_model_name_or_path')})",
-                    received=f"{mine[:16]}... for {adapter.model_name}",
-                    fix="load the lens's own model, or pass check_fingerprint=False if you are sure",
-                )
-        try:
-            state = torch.load(str(params_path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad or unsafe file
-            raise ArtifactError(
-                "Could not read params.pt as plain tensors.",
-                expected="a state dict of tensors saved by tuned-lens (loaded with weights_only=True)",
-                received=f"{params_path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                fix="re-export the lens with tuned-lens; lensbox never unpickles arbitrary objects",
-            ) from exc
-        if not isinstance(state, Mapping):
-            raise ArtifactError(
-                "params.pt does not hold a state dict.",
-                expected="a dict '<i>.weight' / '<i>.bias' -> tensor",
-                received=type(state).__name__,
-                fix="re-export the lens with tuned-lens",
-            )
-        sites = [Site.embed()] + [Site.resid_post(i) for i in range(n_hidden - 1)]
-        tensors: Dict[str, Tensor] = {}
-        for i, s in enumerate(sites):
-            w = state.get(f"{i}.weight")
-            b = state.get(f"{i}.bias")
-            if w is None:
-                raise ArtifactError(
-                    "params.pt lacks a translator.",
-                    expected=f"'{i}.weight' for each of {n_hidden} layers",
-                    received=f"keys {sorted(state)[:6]} ...",
-                    fix="re-export the lens with tuned-lens",
-                )
-            tensors[f"{s.name}.weight"] = w.float()
-            tensors[f"{s.name}.bias"] = torch.zeros(d_model) if b is None else b.float()
+        cfg, tensors, sites, d_model = read_tuned_lens_library(directory, adapter, check_fingerprint=check_fingerprint)
         tr = Translators(sites, d_model)
-        tr.load_state_tensors(tensors, source=str(params_path))
-        config = _base_config(adapter)
-        config["imported_from"] = {
-            "library": "tuned-lens",
-            "path": str(directory),
-            "config": cfg,
-        }
+        tr.load_state_tensors(tensors, source=str(directory / "params.pt"))
+        config = lens_config(adapter)
+        config["imported_from"] = {"library": "tuned-lens", "path": str(directory), "config": jsonable(cfg)}
         return cls(tr, config=config, check_fingerprint=check_fingerprint, **kwargs)
 
     def __repr__(self) -> str:
@@ -590,172 +454,56 @@ class TunedLens(LogitLens):
         )
 
 
-def tuned_lens_unembed_hash(adapter: ModelAdapter) -> Optional[str]:
-    """The ``unembed_hash`` tuned-lens records: SHA-256 of numpy's 1-decimal summary of the [vocab, d_model] matrix."""
-    try:
-        import hashlib
-
-        import numpy as np
-
-        w = adapter.W_U.detach().float().cpu().T.contiguous().numpy()
-        return hashlib.sha256(str.encode(np.array_str(w, precision=1))).hexdigest()
-    except Exception:  # noqa: BLE001 - a best-effort check only
-        return None
-
-
-def _base_config(adapter: ModelAdapter) -> Dict[str, Any]:
-    from .. import __version__
-
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "model_name": adapter.model_name,
-        "d_model": adapter.d_model,
-        "n_layers": adapter.n_layers,
-        "d_vocab": adapter.d_vocab,
-        "fingerprint": adapter.fingerprint(),
-        "lensbox_version": __version__,
-    }
-
-
-def _jsonable(obj: Any) -> Any:
-    """Replace non-finite floats with None so the config stays strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def read_lens_config(directory: Path) -> Dict[str, Any]:
-    """Read and validate a lens directory's ``config.json`` (format name and version)."""
-    if not directory.exists():
-        raise ArtifactError(
-            "The lens directory does not exist.",
-            expected="a directory written by TunedLens.save",
-            received=str(directory),
-            fix="check the path",
-        )
-    if not directory.is_dir():
-        raise ArtifactError(
-            "A tuned lens is a directory, not a file.",
-            expected="a directory with config.json and translators.safetensors",
-            received=f"the file {directory}",
-            fix="pass the directory that holds config.json",
-        )
-    cfg_path = directory / CONFIG_FILE
-    if not cfg_path.is_file():
-        hint = " (it looks like a tuned-lens library lens: use TunedLens.from_tuned_lens)" if (
-            directory / "params.pt"
-        ).is_file() else ""
-        raise ArtifactError(
-            "The lens directory has no config.json.",
-            expected="config.json and translators.safetensors",
-            received=f"{directory} containing {sorted(p.name for p in directory.iterdir())[:10]}{hint}",
-            fix="pass a directory written by TunedLens.save",
-        )
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ArtifactError(
-            "The lens config.json is not valid JSON.",
-            expected="the JSON written by TunedLens.save",
-            received=f"{cfg_path}: {exc}",
-            fix="restore the file, or re-save the lens",
-        ) from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise ArtifactError(
-            "This config.json does not describe a lensbox tuned lens.",
-            expected=f"format {FORMAT_NAME!r}",
-            received=f"format {config.get('format') if isinstance(config, dict) else type(config).__name__!r}",
-            fix="for a tuned-lens library lens use TunedLens.from_tuned_lens(dir, model)",
-        )
-    version = config.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ArtifactError(
-            "The lens config.json has no valid format_version.",
-            expected="a positive integer",
-            received=repr(version),
-            fix="re-save the lens with TunedLens.save",
-        )
-    if version > FORMAT_VERSION:
-        raise ArtifactError(
-            "This lens was saved by a newer lensbox.",
-            expected=f"format_version <= {FORMAT_VERSION}",
-            received=f"format_version {version}",
-            fix="upgrade lensbox (pip install -U lensbox) to read it",
-        )
-    return config
-
-
-def atomic_write_dir(target: Path, write: Any, *, overwrite: bool, what: str) -> None:
-    """Write a directory through ``write(tmp_dir)`` and move it into place atomically.
-
-    A non-empty ``target`` is replaced only with ``overwrite``; the old one is moved
-    aside first and deleted only after the new one is in place.
-    """
-    if target.exists() and not target.is_dir():
-        raise ArtifactError(
-            f"Cannot save the {what}: the path is a file.",
-            expected="a new or empty directory path",
-            received=f"the existing file {target}",
-            fix="choose another path",
-        )
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise ArtifactError(
-            f"Refusing to overwrite a non-empty directory with the {what}.",
-            expected="a new or empty directory",
-            received=f"{target} containing {sorted(p.name for p in target.iterdir())[:6]}",
-            fix="choose another path, or pass overwrite=True (--overwrite) to replace it",
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        write(tmp)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        old: Optional[Path] = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def tuned_lens(
-    model: Any,
+    model: ModelLike,
     inputs: Inputs,
-    lens: Union["TunedLens", PathLike],
+    lens: Union[TunedLens, PathLike],
     *,
-    sites: Any = None,
+    sites: SitesSpec = None,
+    include_mid: bool = False,
     k: int = 5,
     chunk_rows: int = 512,
-    cache: Optional[Mapping[str, Tensor]] = None,
+    on_nonfinite: NonFinitePolicy = "raise",
+    check_fingerprint: Optional[bool] = None,
+    cache: Any = None,
     prepend_bos: Optional[bool] = None,
 ) -> LensResult:
-    """Run a tuned lens (an object or a saved directory) on ``inputs`` and return a :class:`~lensbox.LensResult`."""
+    """Run a tuned lens (an object or a saved directory) on ``inputs`` and return a :class:`~lensbox.LensResult`.
+
+    The options are the logit lens's (:func:`~lensbox.logit_lens`); ``sites`` must be
+    among the lens's translator sites (and the final site). ``check_fingerprint``
+    defaults to the lens's own setting (True for a loaded lens).
+    """
     if not isinstance(lens, TunedLens):
-        lens = TunedLens.load(lens)
+        lens = TunedLens.load(lens, check_fingerprint=True if check_fingerprint is None else check_fingerprint)
     runner = TunedLens(
-        lens._require(),
+        lens.require_translators(),
         sites=sites,
+        include_mid=include_mid,
         k=k,
         chunk_rows=chunk_rows,
+        on_nonfinite=on_nonfinite,
         config=lens.config,
-        check_fingerprint=lens.check_fingerprint,
+        check_fingerprint=lens.check_fingerprint if check_fingerprint is None else check_fingerprint,
     )
+    runner.source = lens.source
     return analyze(model, inputs, [runner], cache=cache, prepend_bos=prepend_bos)["tuned_lens"]
+
+
+# Transitional names for lensbox.training until it moves to lens_config / jsonable / core.check_fingerprint.
+_base_config = lens_config
+_jsonable = jsonable
+
+
+def _fingerprint_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
+    """Transitional: why two lensbox-0.1 fingerprint dicts differ, or None (use core.check_fingerprint)."""
+    from ..core._fingerprint import Fingerprint, fingerprint_mismatch
+
+    try:
+        why = fingerprint_mismatch(Fingerprint.from_json(saved), Fingerprint.from_json(current))
+    except ArtifactError:
+        return "the fingerprint has an unexpected layout"
+    return None if why is None else f"{why[0]}: {why[1]} vs {why[2]}"
 
 
 __all__ = ["TunedLens", "TunedDecoder", "Translators", "translator_sites", "tuned_lens"]

@@ -1,0 +1,102 @@
+"""The abstract lens analyzer both the logit lens and the tuned lens derive from.
+
+A lens analyzer picks sites, lets its decoder prepare each site's stream, runs the
+chunked statistics engine (:func:`~lensbox.lenses._stats.lens_statistics`) and wraps the
+numbers in a :class:`~lensbox.LensResult`. Subclasses say which sites they decode
+(:meth:`LensAnalyzer.selected_sites`) and may adjust the prepared streams.
+"""
+
+import abc
+from typing import Dict, List, Literal, Optional
+
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ..core._adapter import ModelAdapter
+from ..core._registry import Analyzer
+from ..core._sites import Site, SitesSpec
+from ._decoders import Decoder, DecoderLike, make_decoder
+from ._result import LensResult, result_from_stats
+from ._stats import lens_statistics
+
+NonFinitePolicy = Literal["raise", "mark"]
+
+
+class LensAnalyzer(Analyzer, abc.ABC):
+    """Shared machinery of lens analyzers (abstract: use :class:`~lensbox.LogitLens` or :class:`~lensbox.TunedLens`).
+
+    Args:
+        sites: which streams to decode. Accepts None/'all', '0-5,final', a list of Site/str/int.
+        include_mid: also decode each block's resid_mid (after attention, before the MLP).
+        k: how many top tokens to keep per cell.
+        decoder: how a stream becomes logits (see :func:`~lensbox.lenses._decoders.make_decoder`).
+        chunk_rows: rows per ``[rows, vocab]`` work buffer; memory grows with it, not with the sequence.
+        on_nonfinite: 'raise' (default) on NaN/inf activations, or 'mark' to return NaN statistics there.
+    """
+
+    name = "lens"
+
+    def __init__(
+        self,
+        sites: SitesSpec = None,
+        *,
+        include_mid: bool = False,
+        k: int = 5,
+        decoder: DecoderLike = None,
+        chunk_rows: int = 512,
+        on_nonfinite: NonFinitePolicy = "raise",
+    ) -> None:
+        self.site_spec = sites
+        self.include_mid = include_mid
+        self.k = k
+        self.decoder: Decoder = make_decoder(decoder)
+        self.chunk_rows = chunk_rows
+        self.on_nonfinite = on_nonfinite
+
+    @abc.abstractmethod
+    def selected_sites(self, adapter: ModelAdapter) -> List[Site]:
+        """The sites this lens decodes (rows of the result)."""
+
+    def sites(self, adapter: ModelAdapter) -> List[Site]:
+        chosen = self.selected_sites(adapter)
+        return sorted(set(chosen) | {Site.embed(), Site.resid_post(adapter.n_layers - 1)})
+
+    def prepare_streams(
+        self,
+        adapter: ModelAdapter,
+        streams: Dict[Site, Float[Tensor, "batch pos d_model"]],
+        tokens: Int[Tensor, "batch pos"],
+        sites: List[Site],
+    ) -> Dict[Site, Tensor]:
+        """Each needed site's stream as the decoder sees it (the embeddings always: the ``kl_input`` reference)."""
+        wanted = sorted(set(sites) | {Site.embed()})
+        return {s: self.decoder.prepare(adapter, s, streams[s], tokens) for s in wanted}
+
+    def run(
+        self,
+        adapter: ModelAdapter,
+        streams: Dict[Site, Float[Tensor, "batch pos d_model"]],
+        tokens: Int[Tensor, "batch pos"],
+        *,
+        logits: Optional[Float[Tensor, "batch pos d_vocab"]] = None,
+    ) -> LensResult:
+        sites = self.selected_sites(adapter)
+        final = streams[Site.resid_post(adapter.n_layers - 1)]
+        prepared = self.prepare_streams(adapter, streams, tokens, sites)
+        stats = lens_statistics(
+            adapter,
+            prepared,
+            sites,
+            tokens,
+            self.decoder,
+            final=final,
+            k=self.k,
+            chunk_rows=self.chunk_rows,
+            on_nonfinite=self.on_nonfinite,
+        )
+        return result_from_stats(
+            lens=self.name, adapter=adapter, decoder_name=self.decoder.describe(), sites=sites, tokens=tokens, stats=stats
+        )
+
+
+__all__ = ["LensAnalyzer", "NonFinitePolicy"]
