@@ -65,7 +65,7 @@ def load_windows(adapter: Any, window: int, corpus: str = "botchan") -> Any:
 
 
 def layer_rows(acts: torch.Tensor, tokens: torch.Tensor, offset: int, skip: int) -> Any:
-    from lensbox.probes._probe import valid_positions
+    from lensbox.probes._offsets import valid_positions
 
     lo, hi = valid_positions(tokens.shape[1], offset, skip)
     x = acts[:, lo:hi].reshape(-1, acts.shape[-1]).float()
@@ -75,7 +75,8 @@ def layer_rows(acts: torch.Tensor, tokens: torch.Tensor, offset: int, skip: int)
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     import lensbox
-    from lensbox.probes._probe import InputProbe, RidgeStatistics, SoftmaxSettings, fit_softmax
+    from lensbox.probes import InputProbe, SoftmaxSettings, fit_softmax
+    from lensbox.probes._ridge import RidgeStatistics
     from lensbox.probes._evaluate import ProbeEvaluator
 
     torch.set_num_threads(args.threads)

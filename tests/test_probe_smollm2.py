@@ -4,7 +4,7 @@ import pytest
 
 import lensbox
 from lensbox.data import fetch_corpus, read_texts
-from lensbox.probes._probe import InputProbe
+from lensbox.probes import InputProbe
 
 
 @pytest.mark.smollm2
@@ -13,9 +13,9 @@ def test_offset0_probes_beat_majority_at_early_layers():
     text = read_texts(fetch_corpus("botchan", progress=False))[0]
     train_text, heldout_text = text[10_000:60_000], text[-8_000:]
     probe = InputProbe(["embed", "resid_post.0", "resid_post.2"], offsets=(0, -1))
-    probe.fit(model, [train_text], window=128, max_tokens=12 * 128)
+    probe.fit(model, [train_text], window=128, max_tokens=12 * 128, progress=False)
     assert probe.training["n_tokens"] == 12 * 128
-    ev = probe.evaluate(model, [heldout_text], window=128, max_tokens=3 * 128, store_metrics=False)
+    ev = probe.evaluate(model, [heldout_text], window=128, max_tokens=3 * 128, progress=False)
     ridge = ev.accuracy("ridge_cos")
     majority = ev.accuracy("majority")
     z = ev.offsets.index(0)

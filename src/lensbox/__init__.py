@@ -16,8 +16,16 @@ from .lenses._geometry import ResidualNorms, TokenPlaneTrajectory, residual_norm
 from .lenses._tuned import TunedLens, tuned_lens
 from .training._train import train_tuned_lens
 from .lenses._evaluate import LensEvaluation, evaluate
-from .probes._probe import InputProbe, RidgeProbe, SoftmaxProbe, SoftmaxSettings, fit_softmax
-from .probes._evaluate import ProbeEvaluation, embedding_relation, evaluate_probe
+from .probes import (
+    InputProbe,
+    ProbeEvaluation,
+    RidgeProbe,
+    SoftmaxProbe,
+    SoftmaxSettings,
+    embedding_relation,
+    evaluate_probe,
+    fit_softmax,
+)
 from ._errors import ArtifactError, InputError, LensboxError, ModelError, NonFiniteError, SiteError
 from .core._sites import Site, SiteKind
 from .core._tokens import sequence_labels, token_label, tokenizer_kind, visible_text

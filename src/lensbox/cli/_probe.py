@@ -105,7 +105,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..core._adapter import adapt
-    from ..probes._probe import InputProbe, SoftmaxSettings
+    from ..probes import InputProbe, SoftmaxSettings
 
     model = _load_model(args)
     adapter = adapt(model)
@@ -117,7 +117,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     probe = InputProbe(
         args.sites,
         offsets=_parse_offsets(args.offsets),
-        kinds=args.kinds,
+        kinds=[k.strip() for k in args.kinds.split(",") if k.strip()],
         alpha=args.alpha,
         decode=args.decode,
         include_mid=args.include_mid,
@@ -131,7 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.eval_tokens > 0:
         val = load_windows(adapter, spec, "val", args.eval_tokens, progress=not args.quiet)
         _say(args, f"evaluating on {val.numel()} held-out tokens")
-        result = probe.evaluate(adapter, val, batch_size=args.batch_size)
+        result = probe.evaluate(adapter, val, batch_size=args.batch_size, progress=not args.quiet, store_metrics=True)
         print(result.table())
     out = probe.save(args.out)
     print(f"wrote {out}", file=sys.stderr)
@@ -140,7 +140,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ..core._adapter import adapt
-    from ..probes._probe import InputProbe
+    from ..probes import InputProbe
 
     probe = InputProbe.load(args.probe)
     model = _load_model(args)
@@ -152,7 +152,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _say(args, f"evaluating on {windows.numel()} held-out tokens ({windows.shape[0]} windows)")
     result = probe.evaluate(
         adapter, windows, batch_size=args.batch_size, candidates=args.candidates, sites=args.sites,
-        store_metrics=args.update,
+        store_metrics=args.update, progress=not args.quiet,
     )
     print(result.table(args.method, k=args.k, bucket=args.bucket))
     if args.csv:
@@ -171,7 +171,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         plot.save_figure(fig, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.update:
-        probe.save(args.probe)
+        probe.save(args.probe, overwrite=True)
         print(f"updated metrics in {args.probe}", file=sys.stderr)
     return 0
 
