@@ -272,6 +272,29 @@ def test_heatmap_colours_follow_metric_values():
     assert bool(np.ma.getmaskarray(image.get_array())[:, -1].all())
 
 
+def test_kl_colour_scale_is_capped_at_30_nats_by_default():
+    r = make_result()
+    r.kl_final = r.kl_final * 0 + torch.linspace(0, 85, r.kl_final.shape[-1])  # KL up to 85 nats, as on SmolLM2
+    fig = plot_heatmap(r, "kl")
+    image = fig.axes[0].images[0]
+    assert image.norm.vmax == 30.0
+    bar = [ax for ax in fig.axes if ax is not fig.axes[0] and ax.get_ylabel()][0]
+    assert "capped at 30" in bar.get_ylabel()
+    # Uncapped on request: the 98th percentile of the values, and no note.
+    fig = plot_heatmap(r, "kl", kl_cap=None)
+    want = float(np.percentile(r.kl_final[0].numpy(), 98))
+    assert math.isclose(fig.axes[0].images[0].norm.vmax, want, rel_tol=1e-9)
+    assert "capped" not in [ax for ax in fig.axes if ax is not fig.axes[0] and ax.get_ylabel()][0].get_ylabel()
+    # A cap the values never reach changes nothing; other metrics ignore it.
+    small = make_result()
+    assert plot_heatmap(small, "kl").axes[0].images[0].norm.vmax < 30
+    assert plot_heatmap(small, "top1", kl_cap=0.01).axes[0].images[0].norm.vmax == 1.0
+    # The compare views share the capped scale.
+    r.kl_input = r.kl_final.flip(-1)
+    views = plot_compare_views(r)
+    assert [ax.images[0].norm.vmax for ax in views.axes if ax.images] == [30.0, 30.0]
+
+
 def test_heatmap_text_colour_contrasts_with_cell():
     r = make_result()
     fig = plot_heatmap(r, "top1")

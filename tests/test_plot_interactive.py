@@ -51,3 +51,16 @@ def test_interactive_heatmap_matches_result():
     assert "Heatmap" in html_out or "heatmap" in html_out
     rank = plot_heatmap_interactive(r, "rank", positions=4)
     assert np.array(rank.data[0].z, dtype=float).shape == (n_sites, 4)
+
+
+def test_interactive_kl_scale_is_capped():
+    pytest.importorskip("plotly", reason="plotly is an optional extra (pip install plotly)")
+    import torch
+
+    from lensbox.plot import plot_heatmap_interactive
+
+    r = make_result()
+    r.kl_final = r.kl_final * 0 + torch.linspace(0, 85, r.kl_final.shape[-1])
+    fig = plot_heatmap_interactive(r, "kl")
+    assert fig.data[0].zmax == 30.0 and "capped at 30" in fig.data[0].colorbar.title.text
+    assert plot_heatmap_interactive(r, "kl", kl_cap=None).data[0].zmax > 30

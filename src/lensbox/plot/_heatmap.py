@@ -28,6 +28,9 @@ from ._common import (
 #: Every metric a heatmap can colour by, from the metric table (kept as a name for compatibility).
 HEATMAP_METRICS: tuple[str, ...] = metric_names("result")
 
+#: Default top of the colour scale of KL metrics, in nats (as in the logit-lens post); ``kl_cap=None`` lifts it.
+KL_CAP = 30.0
+
 _OUTLINE_GID = "lensbox-agree"
 _CELL_TEXT_GID = "lensbox-cell"
 
@@ -35,6 +38,25 @@ _CELL_TEXT_GID = "lensbox-cell"
 def heatmap_metric(metric: str) -> Metric:
     """The metric-table record a heatmap colours by (aliases resolved; only per-cell metrics)."""
     return get_metric(metric, scope="result")
+
+
+def is_kl(metric: Metric) -> bool:
+    """Whether ``metric`` is one of the KL divergences (the ones ``kl_cap`` applies to)."""
+    return metric.name.startswith("kl")
+
+
+def capped_vmax(metric: Metric, auto_vmax: float, kl_cap: float | None) -> float:
+    """``auto_vmax`` lowered to ``kl_cap`` for KL metrics (unchanged for other metrics or ``kl_cap=None``)."""
+    if kl_cap is not None and is_kl(metric) and auto_vmax > kl_cap:
+        return float(kl_cap)
+    return auto_vmax
+
+
+def colour_label(metric: Metric, values: Float[np.ndarray, "..."], vmax: float | None, kl_cap: float | None) -> str:
+    """The colour-bar label, stating the KL cap when it clipped some of ``values``."""
+    finite = values[np.isfinite(values)]
+    capped = kl_cap is not None and is_kl(metric) and vmax == kl_cap and finite.size and finite.max() > kl_cap
+    return f"{metric.label} (colour capped at {kl_cap:g})" if capped else metric.label
 
 
 def heatmap_values(result: LensResult, metric: str, *, batch: int = 0) -> Float[np.ndarray, "site pos"]:
@@ -139,7 +161,9 @@ def _label_axes(ax: Any, result: LensResult, b: int, rows: list[int], cols: list
         spine.set_visible(False)
 
 
-def _colour_bar(fig: Any, ax: Any, image: Any, values: Float[np.ndarray, "site pos"], spec: Metric, n_rows: int) -> Any:
+def _colour_bar(
+    fig: Any, ax: Any, image: Any, values: Float[np.ndarray, "site pos"], spec: Metric, n_rows: int, label: str
+) -> Any:
     """The colour bar, with an arrow at an end whose values were clipped."""
     norm = image.norm
     extend = "neither"
@@ -148,7 +172,7 @@ def _colour_bar(fig: Any, ax: Any, image: Any, values: Float[np.ndarray, "site p
         over, under = finite.max() > norm.vmax, finite.min() < norm.vmin
         extend = "both" if over and under else "max" if over else "min" if under else "neither"
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, extend=extend, shrink=min(1.0, 0.25 + 0.05 * n_rows))
-    bar.set_label(spec.label, fontsize=8)
+    bar.set_label(label, fontsize=8)
     bar.ax.tick_params(labelsize=7)
     return bar
 
@@ -167,6 +191,7 @@ def plot_heatmap(
     label_chars: int = 8,
     outline: bool = True,
     cell_text: bool = True,
+    kl_cap: float | None = KL_CAP,
     title: str | None = None,
     ax: Any = None,
 ) -> Any:
@@ -194,6 +219,8 @@ def plot_heatmap(
         vmin, vmax: colour limits (defaults: [0, 1] for probabilities, [1, largest rank shown] on a log scale for
             ranks, and the 2nd..98th percentile span elsewhere). Pass the same ``vmax`` to compare
             two KL views on one scale.
+        kl_cap: for KL metrics, the colour scale stops at this many nats (default 30, as in
+            the logit-lens post; the colour bar says so when cells exceed it); ``None``: no cap.
         cmap: a matplotlib colormap name.
         label_chars: token labels longer than this are shortened with '…'.
         outline: outline cells that agree with the final top-1.
@@ -218,12 +245,14 @@ def plot_heatmap(
         fig, ax = figure_and_axes(ax, 1.6 + n_c * cell_w + 1.3, 2.6 + n_r * 0.27)
         colormap = matplotlib.colormaps[cmap or spec.cmap].with_extremes(bad="#d9d9d9")
         norm = colour_norm(spec.scale, values, vmin, vmax, vocab)
+        if vmax is None and capped_vmax(spec, norm.vmax, kl_cap) != norm.vmax:
+            norm = colour_norm(spec.scale, values, vmin, kl_cap, vocab)
         image = ax.imshow(np.ma.masked_invalid(values), cmap=colormap, norm=norm, aspect="auto", origin="lower",
                           interpolation="nearest", extent=(-0.5, n_c - 0.5, -0.5, n_r - 0.5))
         _draw_cells(ax, result, b, rows, cols, values, colormap, norm, label_chars=label_chars,
                     cell_text=cell_text, outline=outline)
         _label_axes(ax, result, b, rows, cols, label_chars)
-        _colour_bar(fig, ax, image, values, spec, n_r)
+        _colour_bar(fig, ax, image, values, spec, n_r, colour_label(spec, values, norm.vmax, kl_cap))
         if title is None:
             window = f"; positions {cols[0]}–{cols[-1]} of 0–{n_pos - 1}" if len(cols) < n_pos else ""
             outline_note = "; outlined = agrees with the final top-1" if outline else ""
@@ -254,12 +283,13 @@ def plot_compare_views(
     sites: SitesSpec = None,
     vmax: Number | None = None,
     label_chars: int = 8,
+    kl_cap: float | None = KL_CAP,
 ) -> Any:
     """Two heatmaps on one colour scale: KL(final ‖ layer) and KL(first layer ‖ layer).
 
     "Compare with the final layer" and "compare with the first layer" side by side, as
     in the logit-lens post's input-discarding section. ``vmax`` defaults to the 98th
-    percentile of both views together.
+    percentile of both views together, at most ``kl_cap`` nats (``None``: no cap).
     """
     b = check_batch(result, batch)
     cols = select_positions(int(result.tokens.shape[1]), positions, default_max=max_positions)
@@ -269,13 +299,13 @@ def plot_compare_views(
         both = np.concatenate([heatmap_values(result, m, batch=b)[np.ix_(rows, cols)].ravel() for m in views])
         both = both[np.isfinite(both)]
         vmax = float(np.percentile(both, 98)) if both.size else 1.0
-        vmax = vmax if vmax > 0 else 1.0
+        vmax = capped_vmax(heatmap_metric("kl"), vmax if vmax > 0 else 1.0, kl_cap)
     with fonts_context():
         cell_w = max(0.5, 0.085 * label_chars + 0.05)
         fig = new_figure(2 * (1.6 + len(cols) * cell_w + 1.2), 2.6 + len(rows) * 0.27)
         for ax, m in zip(fig.subplots(1, 2), views):
             plot_heatmap(result, m, batch=b, positions=cols, sites=[result.sites[r] for r in rows], vmin=0.0,
-                         vmax=vmax, label_chars=label_chars, ax=ax, title="")
+                         vmax=vmax, label_chars=label_chars, kl_cap=kl_cap, ax=ax, title="")
             ax.set_title(f"{heatmap_metric(m).label} — {_VIEW_NOTES[m]}", fontsize=9)
         fig.suptitle(f"{result.lens} on {result.model_name}: where does each layer stand between input and output?",
                      fontsize=10)

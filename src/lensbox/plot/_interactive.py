@@ -10,9 +10,11 @@ import math
 from typing import Any, Union
 
 import numpy as np
+from jaxtyping import Float
 
 from .._errors import InputError
 from ..core._sites import SitesSpec
+from ..lenses._metrics import Metric
 from ..lenses._result import LensResult
 from ._common import (
     PositionSpec,
@@ -22,7 +24,7 @@ from ._common import (
     select_rows,
     site_axis_label,
 )
-from ._heatmap import heatmap_metric, heatmap_values
+from ._heatmap import KL_CAP, capped_vmax, colour_label, heatmap_metric, heatmap_values
 
 Number = Union[int, float]
 
@@ -42,6 +44,69 @@ def _import_plotly() -> Any:
     return go
 
 
+def _colour_range(
+    spec: Metric, colour: Float[np.ndarray, "site pos"], vmin: Number | None, vmax: Number | None,
+    kl_cap: float | None,
+) -> tuple[float, float]:
+    """``(zmin, zmax)`` as the static heatmap picks them (ranks on a log10 axis; KL capped at ``kl_cap``)."""
+    if spec.scale == "prob":
+        return (0.0 if vmin is None else vmin), (1.0 if vmax is None else vmax)
+    finite = colour[np.isfinite(colour)]
+    log = spec.scale == "rank"
+    if vmin is not None:
+        zmin = math.log10(vmin) if log else vmin
+    else:
+        zmin = float(finite.min()) if finite.size else 0.0
+    if vmax is not None:
+        zmax = math.log10(vmax) if log else vmax
+    else:
+        zmax = capped_vmax(spec, float(np.percentile(finite, 98)) if finite.size else 1.0, kl_cap)
+    return zmin, zmax
+
+
+def _hover_texts(
+    result: LensResult, b: int, rows: list[int], cols: list[int], values: Float[np.ndarray, "site pos"],
+    spec: Metric, label_chars: int,
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Per cell: the printed top-1 token, and the hover text (site, position, tokens, top-k, metric)."""
+    n_pos = int(result.tokens.shape[1])
+    labels_in = result.input_labels[b]
+    k = int(result.top_ids.shape[-1])
+    probs = result.top_logprobs[b].exp()
+    text: list[list[str]] = []
+    hover: list[list[str]] = []
+    for ri, r in enumerate(rows):
+        row_text, row_hover = [], []
+        for ci, c in enumerate(cols):
+            top = result.top_labels[b][r][c]
+            row_text.append(html.escape(clip_label(top[0], label_chars)))
+            lines = [f"{html.escape(t)}: {float(probs[r, c, j]):.3f}" for j, t in enumerate(top[:k])]
+            target = html.escape(labels_in[c + 1]) if c + 1 < n_pos else "(none: last position)"
+            v = values[ri, ci]
+            shown = "n/a" if not np.isfinite(v) else (f"{int(v)}" if spec.scale == "rank" else f"{v:.4g}")
+            row_hover.append(
+                f"<b>{result.sites[r].name}</b>, position {c}<br>input: {html.escape(labels_in[c])}"
+                f"<br>target: {target}<br>{html.escape(spec.label)}: {shown}<br>top-{k}:<br>" + "<br>".join(lines)
+            )
+        text.append(row_text)
+        hover.append(row_hover)
+    return text, hover
+
+
+def _target_labels(result: LensResult, b: int, cols: list[int], label_chars: int) -> list[str]:
+    """Top-axis labels: the next token of each position, ``(*)`` where the model's final top-1 is right."""
+    n_pos = int(result.tokens.shape[1])
+    labels_in, final, toks = result.input_labels[b], result.final_top1[b], result.tokens[b]
+    out = []
+    for c in cols:
+        if c + 1 < n_pos:
+            star = " (*)" if int(final[c]) == int(toks[c + 1]) else ""
+            out.append(html.escape(clip_label(labels_in[c + 1], label_chars)) + star)
+        else:
+            out.append("—")
+    return out
+
+
 def plot_heatmap_interactive(
     result: LensResult,
     metric: str = "top1",
@@ -54,6 +119,7 @@ def plot_heatmap_interactive(
     vmax: Number | None = None,
     label_chars: int = 8,
     outline: bool = True,
+    kl_cap: float | None = KL_CAP,
     title: str | None = None,
 ) -> Any:
     """The logit-lens heatmap as a plotly Figure (same layout and arguments as ``plot_heatmap``).
@@ -65,93 +131,42 @@ def plot_heatmap_interactive(
     go = _import_plotly()
     spec = heatmap_metric(metric)
     b = check_batch(result, batch)
-    n_pos = int(result.tokens.shape[1])
-    cols = select_positions(n_pos, positions, default_max=max_positions)
+    cols = select_positions(int(result.tokens.shape[1]), positions, default_max=max_positions)
     rows = select_rows(result, sites)
-    desc, bar_label, cmap, scale = spec.description, spec.label, spec.cmap, spec.scale
     values = heatmap_values(result, spec.name, batch=b)[np.ix_(rows, cols)]
-    colour = np.log10(values) if scale == "rank" else values
-    if scale == "prob":
-        zmin, zmax = (0.0 if vmin is None else vmin), (1.0 if vmax is None else vmax)
-    else:
-        finite = colour[np.isfinite(colour)]
-        zmin = (math.log10(vmin) if scale == "rank" else vmin) if vmin is not None else (
-            float(finite.min()) if finite.size else 0.0)
-        zmax = (math.log10(vmax) if scale == "rank" else vmax) if vmax is not None else (
-            float(np.percentile(finite, 98)) if finite.size else 1.0)
-    labels_in = result.input_labels[b]
-    final = result.final_top1[b]
-    toks = result.tokens[b]
-    k = int(result.top_ids.shape[-1])
-    probs = result.top_logprobs[b].exp()
-
-    text: list[list[str]] = []
-    hover: list[list[str]] = []
-    for r in rows:
-        row_text, row_hover = [], []
-        for c in cols:
-            top = result.top_labels[b][r][c]
-            row_text.append(html.escape(clip_label(top[0], label_chars)))
-            lines = [f"{html.escape(t)}: {float(probs[r, c, j]):.3f}" for j, t in enumerate(top[:k])]
-            target = html.escape(labels_in[c + 1]) if c + 1 < n_pos else "(none: last position)"
-            v = values[rows.index(r), cols.index(c)]
-            shown = "n/a" if not np.isfinite(v) else (f"{int(v)}" if scale == "rank" else f"{v:.4g}")
-            row_hover.append(
-                f"<b>{result.sites[r].name}</b>, position {c}<br>input: {html.escape(labels_in[c])}"
-                f"<br>target: {target}<br>{html.escape(bar_label)}: {shown}<br>top-{k}:<br>" + "<br>".join(lines)
-            )
-        text.append(row_text)
-        hover.append(row_hover)
-
-    z = np.where(np.isfinite(colour), colour, np.nan)
+    colour = np.log10(values) if spec.scale == "rank" else values
+    zmin, zmax = _colour_range(spec, colour, vmin, vmax, kl_cap)
+    text, hover = _hover_texts(result, b, rows, cols, values, spec, label_chars)
+    bar_label = colour_label(spec, values, zmax, kl_cap)
     heat = go.Heatmap(
-        z=z.tolist(),
-        x=list(range(len(cols))),
-        y=list(range(len(rows))),
-        text=text,
-        texttemplate="%{text}",
-        textfont={"size": 10},
-        customdata=hover,
-        hovertemplate="%{customdata}<extra></extra>",
-        colorscale=_PLOTLY_SCALES.get(cmap, cmap),
-        zmin=zmin,
-        zmax=zmax,
-        colorbar={"title": {"text": ("log10 " if scale == "rank" else "") + bar_label}},
+        z=np.where(np.isfinite(colour), colour, np.nan).tolist(), x=list(range(len(cols))), y=list(range(len(rows))),
+        text=text, texttemplate="%{text}", textfont={"size": 10}, customdata=hover,
+        hovertemplate="%{customdata}<extra></extra>", colorscale=_PLOTLY_SCALES.get(spec.cmap, spec.cmap),
+        zmin=zmin, zmax=zmax, colorbar={"title": {"text": ("log10 " if spec.scale == "rank" else "") + bar_label}},
     )
     fig = go.Figure(heat)
+    final = result.final_top1[b]
     if outline:
         for ri, r in enumerate(rows):
             for ci, c in enumerate(cols):
                 if int(result.top_ids[b, r, c, 0]) == int(final[c]):
-                    fig.add_shape(
-                        type="rect", x0=ci - 0.46, x1=ci + 0.46, y0=ri - 0.44, y1=ri + 0.44,
-                        line={"color": "#111111", "width": 1.5}, name="agree",
-                    )
-    top_labels = []
-    for c in cols:
-        if c + 1 < n_pos:
-            star = " (*)" if int(final[c]) == int(toks[c + 1]) else ""
-            top_labels.append(html.escape(clip_label(labels_in[c + 1], label_chars)) + star)
-        else:
-            top_labels.append("—")
+                    fig.add_shape(type="rect", x0=ci - 0.46, x1=ci + 0.46, y0=ri - 0.44, y1=ri + 0.44,
+                                  line={"color": "#111111", "width": 1.5}, name="agree")
+    ticks = list(range(len(cols)))
     fig.update_layout(
         title={"text": html.escape(title if title is not None else
-                                   f"{result.lens} on {result.model_name} — colour: {desc}"), "font": {"size": 13},
-               "y": 0.99, "yref": "container", "yanchor": "top"},
-        xaxis={"tickmode": "array", "tickvals": list(range(len(cols))), "tickangle": -45,
-               "ticktext": [html.escape(clip_label(labels_in[c], label_chars)) for c in cols],
+                                   f"{result.lens} on {result.model_name} — colour: {spec.label}"),
+               "font": {"size": 13}, "y": 0.99, "yref": "container", "yanchor": "top"},
+        xaxis={"tickmode": "array", "tickvals": ticks, "tickangle": -45,
+               "ticktext": [html.escape(clip_label(result.input_labels[b][c], label_chars)) for c in cols],
                "title": {"text": "input token (position i)"}},
-        xaxis2={"tickmode": "array", "tickvals": list(range(len(cols))), "ticktext": top_labels, "tickangle": -45,
-                "overlaying": "x", "side": "top", "matches": "x",
+        xaxis2={"tickmode": "array", "tickvals": ticks, "ticktext": _target_labels(result, b, cols, label_chars),
+                "tickangle": -45, "overlaying": "x", "side": "top", "matches": "x",
                 "title": {"text": "next token; (*) = model's final top-1 is right"}},
         yaxis={"tickmode": "array", "tickvals": list(range(len(rows))),
                "ticktext": [site_axis_label(result.sites[r]) for r in rows], "title": {"text": "site"}},
-        width=int(160 + 70 * len(cols)),
-        height=int(300 + 28 * len(rows)),
-        plot_bgcolor="#d9d9d9",
-        margin={"t": 190},
+        width=int(160 + 70 * len(cols)), height=int(300 + 28 * len(rows)), plot_bgcolor="#d9d9d9", margin={"t": 190},
     )
     # An invisible trace on the top axis makes plotly draw its tick labels.
-    fig.add_trace(go.Scatter(x=list(range(len(cols))), y=[None] * len(cols), xaxis="x2", showlegend=False,
-                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=ticks, y=[None] * len(cols), xaxis="x2", showlegend=False, hoverinfo="skip"))
     return fig
