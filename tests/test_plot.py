@@ -539,7 +539,9 @@ def test_probe_accuracy_plot():
         line = ax.get_lines()[2]
         want = df[(df.bucket == bucket) & (df.offset == 0)].sort_values("layer_depth")
         assert np.allclose(line.get_ydata(), want["top1"].to_numpy())
-        assert np.allclose(line.get_xdata(), want["layer_depth"].to_numpy())
+        # The layer axis of the other curves: embed = -1, resid_post.i = i.
+        assert np.allclose(line.get_xdata(), want["layer_depth"].to_numpy() / 2 - 1)
+    assert [t.get_text() for t in axes[0].get_xticklabels()][0] == "embed"
     assert_drawn(fig)
     one = plot_probe_accuracy(df, metric="top5", bucket="rare")
     assert len([ax for ax in one.axes if ax.get_lines()]) == 1
@@ -547,6 +549,35 @@ def test_probe_accuracy_plot():
         plot_probe_accuracy(df.drop(columns=["bucket"]))
     with pytest.raises(InputError, match="No rows for bucket"):
         plot_probe_accuracy(df, bucket="medium")
+
+
+def overlapping_labels(fig, texts) -> list:
+    """Pairs of drawn, non-empty texts whose rendered boxes overlap (on the figure's renderer)."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text()]
+    return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+
+
+@pytest.mark.parametrize("n_buckets", [1, 3, 4])
+def test_probe_accuracy_tick_labels_do_not_overlap(n_buckets):
+    # A SmolLM2-sized table: embed + 30 blocks with their mid sites, five offsets.
+    rows = []
+    sites = [Site.embed()] + [s for i in range(30) for s in (Site.resid_mid(i), Site.resid_post(i))]
+    for bucket in ("all", "rare", "frequent", "medium")[:n_buckets]:
+        for off in range(-4, 1):
+            for s in sites:
+                rows.append({"site": s.name, "layer_depth": s.depth, "offset": off, "top1": 0.5, "top5": 0.7,
+                             "bucket": bucket})
+    fig = plot_probe_accuracy(pd.DataFrame(rows))
+    fig.canvas.draw()
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(axes) == n_buckets
+    for ax in axes:
+        labels = ax.get_xticklabels()
+        assert len([t for t in labels if t.get_text()]) >= 4
+        assert overlapping_labels(fig, labels) == []
+    # Nor do the panels' titles and axis labels run into each other.
+    assert overlapping_labels(fig, [ax.xaxis.label for ax in axes] + [ax.title for ax in axes]) == []
 
 
 # ------------------------------------------------------------------ saving

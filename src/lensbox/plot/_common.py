@@ -161,12 +161,16 @@ def site_x(site: Site) -> float:
     return site.depth / 2.0 - 1.0
 
 
-def layer_ticks(ax: Any, sites: Sequence[Site]) -> None:
-    """Integer layer ticks on the x axis of ``ax`` spanning ``sites``, with an 'embed' tick at -1."""
+_LAYER_XLABEL = "layer (residual stream after block i; embed = input embeddings)"
+
+
+def layer_ticks(ax: Any, sites: Sequence[Site] | Sequence[float], *, max_ticks: int = 12,
+                xlabel: str = _LAYER_XLABEL) -> None:
+    """Integer layer ticks on the x axis of ``ax`` spanning ``sites`` (or their x coordinates), 'embed' at -1."""
     from matplotlib.ticker import MaxNLocator
 
-    xs = sorted({site_x(s) for s in sites})
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=12))
+    xs = sorted({site_x(s) if isinstance(s, Site) else float(s) for s in sites})
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=max(2, max_ticks)))
     lo, hi = xs[0], xs[-1]
     ax.set_xlim(lo - 0.5, hi + 0.5)
     ticks = [t for t in ax.get_xticks() if lo - 1e-9 <= t <= hi + 1e-9]
@@ -175,7 +179,7 @@ def layer_ticks(ax: Any, sites: Sequence[Site]) -> None:
         step = (ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
         ticks = [-1.0] + [t for t in ticks if t >= -1.0 + max(1.0, 0.75 * step)]
     ax.set_xticks(ticks, ["embed" if t == -1 else str(int(t)) for t in ticks])
-    ax.set_xlabel("layer (residual stream after block i; embed = input embeddings)")
+    ax.set_xlabel(xlabel)
 
 
 # ---------------------------------------------------------------------------- saving

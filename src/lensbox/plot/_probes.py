@@ -1,12 +1,12 @@
 """Input-reconstruction probe figures: accuracy per layer, one curve per offset, one panel per token bucket."""
 
-import math
 from typing import Any, Literal
 
 from .._errors import InputError
-from ._common import fonts_context, new_figure
+from ._common import fonts_context, layer_ticks, new_figure
 
 PROBE_COLUMNS = ("site", "layer_depth", "offset", "top1", "top5", "bucket")
+_TICK_SPACING_IN = 0.45  # room for one horizontal layer label ("embed", "29") at 8 pt
 
 
 def _check_table(table: Any, metric: str, bucket: str | None) -> list[str]:
@@ -52,6 +52,9 @@ def plot_probe_accuracy(
 ) -> Any:
     """Probe accuracy per layer, one curve per offset (one panel per token bucket).
 
+    The x axis is the layer axis of the other per-layer figures: ``embed`` = -1,
+    ``resid_post.i`` = i, ``resid_mid.i`` = i - 0.5 (from the table's ``layer_depth``).
+
     Args:
         table: a pandas DataFrame with columns ``site, layer_depth, offset, top1, top5,
             bucket`` (e.g. ``probes.accuracy_table()``); one row per (site, offset, bucket).
@@ -60,7 +63,11 @@ def plot_probe_accuracy(
     """
     buckets = _check_table(table, metric, bucket)
     offsets = sorted(table["offset"].unique().tolist())
-    ticks = table.drop_duplicates("layer_depth").sort_values("layer_depth")
+    # Sites on the layer axis of the other curves (embed = -1, resid_post.i = i, resid_mid.i = i - 0.5),
+    # with short horizontal tick labels, as many as the panel width holds.
+    xs = sorted({float(d) / 2.0 - 1.0 for d in table["layer_depth"]})
+    panel_width = min(16.0, 1.5 + 5.0 * len(buckets)) / len(buckets) - 0.6
+    max_ticks = max(2, int(panel_width / _TICK_SPACING_IN))
     with fonts_context():
         import matplotlib
 
@@ -75,15 +82,13 @@ def plot_probe_accuracy(
                     continue
                 color = cmap(j % 10) if len(offsets) <= 10 else cmap(j / max(1, len(offsets) - 1))
                 name = "offset 0 (current token)" if int(off) == 0 else f"offset {int(off):+d}"
-                ax.plot(rows["layer_depth"], rows[metric], marker="o", markersize=3, color=color, label=name)
-            step = max(1, math.ceil(len(ticks) / 12))
-            shown = ticks.iloc[::step]
-            ax.set_xticks(shown["layer_depth"].tolist(), [str(s) for s in shown["site"]], rotation=45, ha="right",
-                          rotation_mode="anchor", fontsize=7)
+                ax.plot(rows["layer_depth"].to_numpy() / 2.0 - 1.0, rows[metric], marker="o", markersize=3,
+                        color=color, label=name)
+            layer_ticks(ax, xs, max_ticks=max_ticks, xlabel="layer (embed = input embeddings)")
+            ax.tick_params(axis="x", labelsize=8)
             ax.set_ylim(-0.02, 1.02)
             ax.grid(True, alpha=0.3)
             ax.set_title(f"bucket: {bk}", fontsize=9)
-            ax.set_xlabel("site")
         axes[0].set_ylabel(f"{metric} accuracy")
         axes[-1].legend(fontsize=7.5, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
         fig.suptitle(
