@@ -515,6 +515,29 @@ def test_trajectory_plot():
     assert glyph_warnings(render_png(fig)) == []
 
 
+def test_trajectory_site_labels_do_not_overlap():
+    from lensbox.plot._geometry import SITE_LABEL_GID
+
+    # 25 sites, the first 20 bunched near the origin (as early layers are), then a long excursion.
+    sites = [Site.embed()] + [Site.resid_post(i) for i in range(24)]
+    t = torch.linspace(0, 1, 25)
+    coords = torch.stack([t**6 * 8 + 0.02 * t, t**6 * 5 - 0.01 * t], -1)[None]
+    directions = torch.tensor([[2.0, 0.0], [0.8, 1.5]])
+    bias = torch.tensor([0.1, -0.2])
+    traj = TokenPlaneTrajectory("synthetic", sites, torch.zeros(1, 5, dtype=torch.long),
+                                [["a", "b", "c", "d", "e"]], 4, (1, 2), ("␣Mary", "␣John"),
+                                coords, coords @ directions.T + bias, directions, bias)
+    fig = plot_trajectory(traj, annotate_every=1)
+    fig.canvas.draw()
+    labels = [t for t in fig.axes[0].texts if t.get_gid() == SITE_LABEL_GID]
+    names = [t.get_text() for t in labels]
+    assert names[0] == "post 23" and "embed" in names  # the last and first sites always get a label
+    assert 3 <= len(labels) < 25  # the bunched ones are thinned out
+    assert overlapping_labels(fig, labels) == []
+    assert overlapping_labels(fig, [fig.axes[0].yaxis.label, fig.axes[0].title]) == []
+    assert_drawn(fig)
+
+
 # ------------------------------------------------------------------ probes
 def probe_table() -> pd.DataFrame:
     rows = []

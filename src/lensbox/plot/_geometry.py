@@ -118,6 +118,29 @@ def _preference_regions(ax: Any, dirs: "np.ndarray", bias: "np.ndarray", labels:
     literal_text(ax.get_legend().get_texts())
 
 
+SITE_LABEL_GID = "lensbox-site-label"
+
+
+def _site_labels(fig: Any, ax: Any, pts: "np.ndarray", sites: Any, every: int) -> None:
+    """Label every ``every``-th point with its site (the last and first first), skipping a label that would
+    overlap one already placed: where the path bunches up, fewer labels rather than a pile of text."""
+    n = len(sites)
+    wanted = [i for i in range(n) if i % every == 0 or i == n - 1]
+    order = [n - 1, 0] + [i for i in wanted if i not in (0, n - 1)]
+    fig.canvas.draw()  # the final layout, so the text boxes below are where they will be drawn
+    renderer = fig.canvas.get_renderer()
+    placed: list = []
+    for i in dict.fromkeys(order):
+        text = ax.annotate(site_axis_label(sites[i]), (pts[i, 0], pts[i, 1]), textcoords="offset points",
+                           xytext=(5, 4), fontsize=7)
+        box = text.get_window_extent(renderer).expanded(1.1, 1.2)
+        if any(box.overlaps(other) for other in placed):
+            text.remove()
+            continue
+        text.set_gid(SITE_LABEL_GID)
+        placed.append(box)
+
+
 def plot_trajectory(
     traj: Any,
     *,
@@ -159,10 +182,6 @@ def plot_trajectory(
         ax.plot(pts[:, 0], pts[:, 1], color="#999999", linewidth=1.0, zorder=1)
         sc = ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(n), cmap="viridis", s=28, zorder=2, edgecolors="white",
                         linewidths=0.5)
-        for i, site in enumerate(traj.sites):
-            if i % every == 0 or i == n - 1:
-                ax.annotate(site_axis_label(site), (pts[i, 0], pts[i, 1]), textcoords="offset points",
-                            xytext=(5, 4), fontsize=7)
         _token_arrows(ax, traj.directions.double().numpy(), (la, lb), extent)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
@@ -171,9 +190,9 @@ def plot_trajectory(
         ax.axvline(0, color="#dddddd", linewidth=0.6, zorder=0)
         ax.set_aspect("equal")
         ax.set_xlabel(f"along {la}", fontsize=8)
-        ax.set_ylabel(f"along the part of {lb} orthogonal to {la}", fontsize=8)
+        ax.set_ylabel(f"along the part of {lb}\northogonal to {la}", fontsize=8)
         literal_text((ax.xaxis.label, ax.yaxis.label))
-        bar = fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.03)
+        bar = fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.03, shrink=0.8)
         bar.set_label("site index (0 = embeddings)", fontsize=8)
         bar.ax.tick_params(labelsize=7)
         token = traj.input_labels[b][traj.pos]
@@ -182,4 +201,5 @@ def plot_trajectory(
             title = (f"Position {traj.pos} ({token!r}) across layers in the plane of {la!r} and {lb!r}\n"
                      f"{traj.sites[-1].name}: logit {la!r} = {final_a:.2f}, {lb!r} = {final_b:.2f}")
         ax.set_title(title, fontsize=9, parse_math=False)
+        _site_labels(fig, ax, pts, traj.sites, every)
     return fig
