@@ -6,7 +6,7 @@ A decoder has two steps. :meth:`Decoder.prepare` sees one site's whole stream
 called chunk by chunk, so the full ``[layer, pos, vocab]`` tensor never exists.
 """
 
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from jaxtyping import Float, Int
@@ -16,12 +16,29 @@ from ..core._adapter import ModelAdapter
 from .._errors import InputError
 from ..core._sites import Site
 
+def logit_softcap(adapter: ModelAdapter) -> Optional[float]:
+    """The model's final-logit soft-cap ``c`` (logits become ``c * tanh(z / c)``), or None when it has none.
+
+    Read from ``cfg.output_logits_soft_cap`` (HookedTransformer configs and TransformerLens
+    4.x bridges, which copy Gemma-2's ``final_logit_softcapping`` there); 0 or negative means off.
+    """
+    cap = getattr(getattr(adapter.model, "cfg", None), "output_logits_soft_cap", None)
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0:
+        return None
+    return float(cap)
+
+
+def apply_softcap(logits: Float[Tensor, "*rows d_vocab"], cap: Optional[float]) -> Float[Tensor, "*rows d_vocab"]:
+    """``cap * tanh(logits / cap)``, or ``logits`` unchanged when ``cap`` is None."""
+    return logits if cap is None else torch.tanh(logits / cap) * cap
+
+
 ResidStream = Float[Tensor, "batch pos d_model"]  # one site's stream, as ``prepare`` sees it
 TokenIds = Int[Tensor, "batch pos"]
 
 
 class Decoder:
-    """Final norm + unembedding: the logit lens's decoder (the default)."""
+    """Final norm + unembedding (+ the model's logit soft-cap): the logit lens's decoder (the default)."""
 
     name = "logit"
 
@@ -36,7 +53,8 @@ class Decoder:
         return resid
 
     def decode(self, adapter: ModelAdapter, rows: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_vocab"]:
-        return adapter.decode(rows)
+        """Final norm, unembedding, then the model's logit soft-cap if it has one."""
+        return apply_softcap(adapter.decode(rows), logit_softcap(adapter))
 
     def describe(self) -> str:
         return "final norm + unembedding (W_U)"
@@ -49,7 +67,7 @@ class EmbedTransposeDecoder(Decoder):
 
     def decode(self, adapter: ModelAdapter, rows: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_vocab"]:
         normed = adapter.final_norm(rows)
-        return normed @ adapter.W_E.to(normed.dtype).T
+        return apply_softcap(normed @ adapter.W_E.to(normed.dtype).T, logit_softcap(adapter))
 
     def describe(self) -> str:
         return "final norm + transposed input embedding (W_E^T)"
@@ -136,4 +154,4 @@ def make_decoder(spec: DecoderLike) -> Decoder:
     )
 
 
-__all__ = ["Decoder", "EmbedTransposeDecoder", "LastBlocksDecoder", "make_decoder"]
+__all__ = ["Decoder", "EmbedTransposeDecoder", "LastBlocksDecoder", "apply_softcap", "logit_softcap", "make_decoder"]

@@ -197,7 +197,7 @@ def _accumulate(
     n = final.shape[0]
     for p0 in range(0, n, chunk_rows):
         p1 = min(n, p0 + chunk_rows)
-        flp = log_softmax(adapter.decode(final[p0:p1]))
+        flp = log_softmax(Decoder().decode(adapter, final[p0:p1]))
         fp = flp.exp()
         ftop = flp.argmax(-1)
         tgt = targets[p0:p1]

@@ -35,6 +35,8 @@ class LensAnalyzer(Analyzer, abc.ABC):
     """
 
     name = "lens"
+    #: analyze() hands over the forward pass's logits: the final site is checked against them.
+    needs_logits = True
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class LensAnalyzer(Analyzer, abc.ABC):
             k=self.k,
             chunk_rows=self.chunk_rows,
             on_nonfinite=self.on_nonfinite,
+            model_logits=logits,
         )
         return result_from_stats(
             lens=self.name, adapter=adapter, decoder_name=self.decoder.describe(), sites=sites, tokens=tokens, stats=stats

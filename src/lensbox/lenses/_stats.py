@@ -27,8 +27,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core._adapter import ModelAdapter
-from ._decoders import Decoder, EmbedTransposeDecoder
-from .._errors import InputError, NonFiniteError
+from ._decoders import Decoder, EmbedTransposeDecoder, logit_softcap
+from .._errors import InputError, ModelError, NonFiniteError
 from ..core._sites import Site
 
 STAT_FIELDS = (
@@ -152,6 +152,7 @@ class _Readout:
             weight, bias = adapter.W_U, adapter.b_U
         elif method is EmbedTransposeDecoder.decode:
             weight = adapter.W_E.T
+        self.cap = logit_softcap(adapter) if weight is not None else None  # decode() applies its own
         if weight is not None:
             self.weight = weight if weight.dtype == torch.float32 else weight.float()
             if bias is not None and bool(bias.any()):
@@ -177,6 +178,8 @@ class _Readout:
             torch.matmul(prepared, self.weight, out=target)
         else:
             torch.addmm(self.bias, prepared, self.weight, out=target)
+        if self.cap is not None and self.weight is not None:  # the model's logit soft-cap, in place
+            target.div_(self.cap).tanh_().mul_(self.cap)
 
 
 def _padded_width(n_vocab: int) -> int:
@@ -267,6 +270,48 @@ def _reference_parts(
     return p, neg_entropy, argmax[..., 0]
 
 
+# ----------------------------------------------------------------------------- refuse rather than guess
+#: Largest difference (nats) allowed between the model's own log-probabilities and the decoded
+#: final stream's, on the model's top tokens, for a float32 model. Exact decoding agrees to
+#: ~2e-5 (float32 rounding of logits of size ~30-200: SmolLM2 measured); a missing soft-cap,
+#: logit scale, bias or norm is off by 1e-2 to several nats. Half-precision models add four
+#: rounding steps of their largest logit (see :func:`_final_excess`).
+FINAL_LOGPROB_TOLERANCE = 1e-3
+_CHECK_TOP = 8
+
+
+def _final_excess(
+    model_logits: Float[Tensor, "pc d_vocab"], ours: Float[Tensor, "pc d_vocab"]
+) -> Float[Tensor, "2"]:
+    """``[largest excess over the tolerance, largest difference]`` between the model's log-probs and ``ours``,
+    on the model's top tokens of each row (nats; excess > 0 means "does not reproduce")."""
+    eps = torch.finfo(model_logits.dtype).eps if model_logits.dtype.is_floating_point else 0.0
+    z = model_logits.to(ours.device).float()
+    theirs = log_softmax(z)
+    top = theirs.topk(min(_CHECK_TOP, z.shape[-1]), dim=-1).indices
+    diff = (theirs.gather(-1, top) - ours.gather(-1, top)).abs().amax(dim=-1)
+    tol = FINAL_LOGPROB_TOLERANCE + 4.0 * eps * z.abs().amax(dim=-1) if eps > 2e-7 else FINAL_LOGPROB_TOLERANCE
+    return torch.stack([(diff - tol).max(), diff.max()])
+
+
+def _refuse_mismatch(adapter: ModelAdapter, worst: Tensor) -> None:
+    excess, diff = (float(v) for v in worst.cpu())
+    if not excess > 0:
+        return
+    cap = logit_softcap(adapter)
+    raise ModelError(
+        f"Decoding the final residual stream of this {type(adapter.model).__name__} ({adapter.model_name}) does not "
+        "reproduce the model's own output distribution, so every lens statistic would be wrong.",
+        expected=f"final-site log-probabilities within {FINAL_LOGPROB_TOLERANCE:g} nats of log_softmax(model logits)",
+        received=f"{diff:.4g} nats apart on the model's top tokens (logit soft-cap read from the config: {cap})",
+        fix=(
+            "the model changes its logits after the unembedding in a way lensbox does not read (a logit soft-cap or "
+            "scale missing from cfg.output_logits_soft_cap, a custom final norm or unembedding bias); set the config "
+            "field, convert the model with lensbox.to_hooked_transformer, or report the architecture"
+        ),
+    )
+
+
 # Per-row raw quantities gathered chunk by chunk; the statistics are derived from them
 # once at the end (few large ops instead of many small ones per chunk).
 _RAW_FLOAT = {
@@ -289,6 +334,7 @@ def lens_statistics(
     k: int = 5,
     chunk_rows: int = 512,
     on_nonfinite: str = "raise",
+    model_logits: Optional[Float[Tensor, "batch pos d_vocab"]] = None,
 ) -> Dict[str, Tensor]:
     """Compute every lens statistic in bounded memory.
 
@@ -300,6 +346,9 @@ def lens_statistics(
         k: how many top tokens to keep per cell.
         chunk_rows: most (site, position) rows decoded at once; the work buffers take
             about ``chunk_rows x vocab x 10`` bytes (two float32, two boolean).
+        model_logits: the logits the model's forward pass returned; when given, the decoded
+            final stream must reproduce their log-softmax (:data:`FINAL_LOGPROB_TOLERANCE`),
+            checked chunk by chunk on the reference rows already decoded, else :class:`ModelError`.
 
     Returns a dict of float32 / int64 CPU tensors shaped ``[batch, layer, pos]``
     (``top_ids`` / ``top_logprobs`` ``[batch, layer, pos, k]``, ``final_top1`` ``[batch, pos]``),
@@ -358,6 +407,14 @@ def lens_statistics(
     reuse_final = one_group and final_site in index_of and reference.same_as(readout) and streams[final_site] is final
     reuse_input = one_group and embed in index_of
 
+    worst = torch.full((2,), -1.0, device=dev)
+    if model_logits is not None and tuple(model_logits.shape) != (batch, n_pos, n_vocab):
+        raise ModelError(
+            "The model's logits do not match its decoder's vocabulary.",
+            expected=f"logits of shape {[batch, n_pos, n_vocab]}",
+            received=f"{list(model_logits.shape)} from {type(adapter.model).__name__}",
+            fix="lensbox cannot check this model's decoding; report the architecture",
+        )
     with torch.no_grad():
         for b in range(batch):
             # [site, pos, d_model] for this batch row, final-normed once for affine readouts.
@@ -383,6 +440,8 @@ def lens_statistics(
                 final_top1[b, p0:p1] = argmax[0]
                 ref_neg_h[b, :, p0:p1] = neg_h
                 ref_p_sum[b, :, p0:p1] = p_rows.sum(dim=-1)
+                if model_logits is not None:
+                    worst = torch.maximum(worst, _final_excess(model_logits[b, p0:p1], lp_rows[1, :, :n_vocab]))
                 picks = torch.stack([next_tokens[b, p0:p1], argmax[0]], dim=-1)  # [pc, 2]
                 for l0 in range(0, n_sites, sites_per_chunk):
                     l1 = min(n_sites, l0 + sites_per_chunk)
@@ -408,6 +467,8 @@ def lens_statistics(
                     e = torch.exp(centred.clamp_(min=_EXP_FLOOR), out=exp_buf[:n])
                     raw["sums"][cell] = _batched_dots(e.view(lc, pc, width), lp_rows)
                     raw["e_dot_c"][cell] = torch.mul(e, centred, out=centred).sum(dim=-1).view(lc, pc, 1)
+    if model_logits is not None:
+        _refuse_mismatch(adapter, worst)
     res = _finish(raw, raw_ranks, raw_top_ids, raw_top_local, ref_neg_h, ref_p_sum, final_top1)
     res = {name: t.cpu() for name, t in res.items()}
     # Where a site's distribution IS the reference (same stream, same decoding), its KL to
