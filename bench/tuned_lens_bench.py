@@ -118,7 +118,8 @@ def phase_lstsq(args: argparse.Namespace) -> Dict[str, Any]:
 
     import lensbox
     from lensbox import Site
-    from lensbox.training._train import LstsqStats, _capture, _scale_invariant_norm
+    from lensbox.training._lstsq import LstsqStats, scale_invariant_norm as _scale_invariant_norm
+    from lensbox.training._objective import capture as _capture
     from lensbox.lenses._tuned import Translators, TunedLens, _base_config, translator_sites
 
     model = lensbox.load_model(progress=False)

@@ -1,7 +1,9 @@
 """train_tuned_lens: objective and gradient, least squares, determinism, checkpoints, bad data."""
 
+import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,17 +11,13 @@ import torch
 
 import lensbox
 from lensbox import ArtifactError, InputError, NonFiniteError, Site
-from lensbox.training._train import (
-    LstsqStats,
-    TrainSettings,
-    WindowStream,
-    _micro_batch_kl,
-    _pair_mask,
-    lr_at,
-    raw_windows,
-    train_tuned_lens,
-    validation_kl,
-)
+from lensbox.training import train_tuned_lens
+from lensbox.training._lstsq import LstsqStats
+from lensbox.training._objective import micro_batch_kl as _micro_batch_kl
+from lensbox.training._objective import pair_mask as _pair_mask
+from lensbox.training._objective import validation_kl
+from lensbox.training._settings import RunPlan, lr_at
+from lensbox.training._stream import WindowStream, raw_windows
 from lensbox.lenses._tuned import Translators, TunedLens, translator_sites
 
 from test_tuned_lens_models import TEXT, random_windows, tiny_model
@@ -95,15 +93,14 @@ def test_pair_mask_picks_k_sites_per_position():
 
 
 def test_lr_schedules():
-    s = TrainSettings(sites=[], steps=10, batch_size=1, grad_accum=1, window=4, lr=1.0, schedule="cosine",
-                      warmup_steps=2, optimizer="adam", weight_decay=0.0, seed=0, val_fraction=0.0, max_val_tokens=0,
-                      init="identity", init_tokens=0, ridge=0.0, sites_per_token=None, shuffle_buffer=1)
+    s = RunPlan(sites=(), steps=10, batch_size=1, grad_accum=1, window=4, lr=1.0, schedule="cosine",
+                warmup_steps=2, optimizer="adam", weight_decay=0.0, seed=0, val_fraction=0.0, max_val_tokens=0,
+                init="identity", init_windows=0, train_windows=10, ridge=0.0, sites_per_token=None,
+                shuffle_buffer=1, token_budget=None)
     assert [lr_at(i, s) for i in range(2)] == [0.5, 1.0]
     assert lr_at(2, s) == pytest.approx(1.0) and lr_at(9, s) < 0.05
-    s.schedule = "linear"
-    assert lr_at(6, s) == pytest.approx(0.5)
-    s.schedule = "constant"
-    assert lr_at(9, s) == 1.0
+    assert lr_at(6, dataclasses.replace(s, schedule="linear")) == pytest.approx(0.5)
+    assert lr_at(9, dataclasses.replace(s, schedule="constant")) == 1.0
 
 
 # ------------------------------------------------------------------ least squares
@@ -139,10 +136,11 @@ def test_lstsq_init_beats_identity_and_training_improves(model, data):
     a = lensbox.adapt(model)
     val = random_windows(4, 16, seed=9)
     ident = validation_kl(a, Translators(translator_sites(3), 32), val)
-    lst = train_tuned_lens(model, data, steps=0, init="lstsq", **FAST)
+    lst = train_tuned_lens(model, data, steps=0, init="lstsq", init_tokens=24 * 16, **FAST)
     after_lstsq = validation_kl(a, lst.translators, val)
     assert all(x < y for x, y in zip(after_lstsq, ident)), (after_lstsq, ident)
-    trained = train_tuned_lens(model, data, steps=12, init="identity", lr=3e-2, **FAST)
+    with pytest.warns(UserWarning, match="passes over them 2.00 times"):  # 48 windows asked, 24 in the data
+        trained = train_tuned_lens(model, data, steps=12, init="identity", lr=3e-2, **FAST)
     after_train = validation_kl(a, trained.translators, val)
     assert sum(after_train) < 0.9 * sum(ident), (after_train, ident)
     curve = trained.config["loss_curve"]
@@ -170,15 +168,70 @@ def test_grad_accum_does_not_change_the_maths(model, data):
     assert a.config["training"]["tokens_per_step"] == 64
 
 
-def test_token_budget_and_metadata(model, data):
-    lens = train_tuned_lens(model, data, token_budget=100, init="identity", lr=1e-3, **FAST)
-    assert lens.config["training"]["steps"] == 2  # ceil(100 / 64)
-    assert lens.config["metrics"]["train_tokens"] == 128
+def test_token_budget_and_metadata(model, data, capsys):
+    # 100 tokens = 6 whole windows of 16 (4 tokens left over); batch 4: 1 step, 2 windows for the lstsq start only
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        lens = train_tuned_lens(model, data, token_budget=100, init="lstsq", lr=1e-3, **dict(FAST, progress=True))
+    assert not [w for w in seen if "fewer than" in str(w.message)]  # the data holds enough windows: nothing cycles
+    t, m = lens.config["training"], lens.config["metrics"]
+    assert t["steps"] == 1 and t["train_windows"] == 6 and t["init_windows"] == 6 and t["token_budget"] == 100
+    assert m["train_tokens"] == 64 and m["init_tokens"] == 96 and t["text_tokens"] == 96  # never more than asked
+    assert any("last 4 tokens" in n for n in t["notes"]) and any("least-squares start only" in n for n in t["notes"])
+    err = capsys.readouterr().err
+    assert "training text: 6 windows x 16 tokens = 96 tokens (token_budget 100)" in err
+    assert "least-squares start: 96 tokens" in err and "refinement: 1 steps x 4 windows = 64 tokens" in err
+    assert "note: token_budget 100 is 6 whole windows of 16 = 96 tokens; the last 4 tokens" in err
     assert lens.config["corpus"]["kind"] == "token tensor"
+    exact = train_tuned_lens(model, data, token_budget=128, init="lstsq", lr=1e-3, **FAST)
+    assert exact.config["training"]["notes"] == [] and exact.config["metrics"]["train_tokens"] == 128
     with pytest.raises(InputError, match="not both"):
         train_tuned_lens(model, data, token_budget=100, steps=3, **FAST)
     with pytest.raises(InputError, match="multiple"):
         train_tuned_lens(model, data, steps=1, **dict(FAST, batch_size=3), grad_accum=2)
+    with pytest.raises(InputError, match="counts toward"):
+        train_tuned_lens(model, data, token_budget=64, init_tokens=128, **FAST)
+    with pytest.raises(InputError, match="smaller than one window"):
+        train_tuned_lens(model, data, token_budget=10, **FAST)
+
+
+def test_short_text_warns_instead_of_cycling_silently(model, data):
+    counted = []
+
+    def counting(step, info):
+        counted.append(step)
+
+    # 24 windows in the data, 40 asked: the lstsq start reads the 24 once, the refinement warns and repeats
+    with pytest.warns(UserWarning, match=r"holds 24 windows of 16 tokens \(384 tokens\).*fewer than the 40 windows"):
+        lens = train_tuned_lens(model, data, token_budget=640, init="lstsq", lr=1e-3, callback=counting, **FAST)
+    t = lens.config["training"]
+    assert lens.config["metrics"]["init_tokens"] == 24 * 16 and t["data_windows"] == 24 and len(counted) == 10
+    assert any("passes over them 1.67 times" in n for n in t["notes"])
+
+
+def test_validation_tokens_are_recorded_and_printed(model, capsys):
+    texts = [" ".join(f"w{i}" for i in range(k, k + 120)) for k in (0, 500, 900)]
+    lens = train_tuned_lens(model, texts, steps=2, init="identity", lr=1e-3, window=32, batch_size=2,
+                            val_fraction=0.3, max_val_tokens=64, progress=True)
+    t, m = lens.config["training"], lens.config["metrics"]
+    assert t["val_windows"] == 2 and t["val_tokens"] == m["val_tokens"] == 64
+    err = capsys.readouterr().err
+    assert "validation: 2 windows = 64 tokens held out (val_fraction 0.3, at most 64 tokens), never trained on" in err
+    assert "on 64 held-out tokens" in err
+
+
+def test_defaults_are_the_measured_fast_path():
+    import inspect
+
+    from lensbox.training import TrainSettings
+
+    s = TrainSettings()
+    assert (s.init, s.sites_per_token, s.batch_size, s.lr, s.schedule, s.optimizer) == ("lstsq", 4, 1, None, "cosine", "adam")
+    sig = inspect.signature(train_tuned_lens).parameters
+    for f in dataclasses.fields(TrainSettings):
+        assert sig[f.name].default == getattr(s, f.name), f.name  # one set of defaults
+    with pytest.raises((InputError, TypeError), match="schedule"):  # TypeError: the test run checks Literal types
+        TrainSettings(schedule="step")
 
 
 def test_validation_split_and_text_input(model, tmp_path):
@@ -243,8 +296,8 @@ def test_resume_after_a_crash_reproduces_the_run(model, data, tmp_path):
 
     with pytest.raises(Crash):
         train_tuned_lens(model, data, checkpoint_dir=tmp_path / "b", callback=crash_at_3, **kw)
-    state = json.loads((tmp_path / "b" / "latest.json").read_text())
-    assert state["step"] == 2
+    state = json.loads((tmp_path / "b" / "checkpoint.json").read_text())
+    assert state["step"] == 2 and state["format"] == "lensbox.training_checkpoint" and "files" in state
     with pytest.raises(ArtifactError, match="resume"):
         train_tuned_lens(model, data, checkpoint_dir=tmp_path / "b", **kw)
     with pytest.raises(InputError, match="settings differ"):
@@ -254,8 +307,12 @@ def test_resume_after_a_crash_reproduces_the_run(model, data, tmp_path):
     assert torch.equal(resumed.translators.bias, whole.translators.bias)
     assert resumed.config["training"]["resumed"] is True
     assert [c[1] for c in resumed.config["loss_curve"]] == [c[1] for c in whole.config["loss_curve"]]
-    kept = sorted(p.name for p in (tmp_path / "b").glob("step-*.safetensors"))
-    assert kept == ["step-00000004.safetensors", "step-00000006.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint.json", "state.safetensors"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError, match="not a lensbox checkpoint"):
+        train_tuned_lens(model, data, checkpoint_dir=tmp_path / "mine", **kw)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(model, data, tmp_path):
@@ -267,11 +324,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(model, data, tmp_path
     with pytest.raises(NonFiniteError, match="NaN"):
         train_tuned_lens(model, data, steps=5, init="identity", lr=1e-2, checkpoint_dir=tmp_path,
                          checkpoint_every=1, callback=poison, **FAST)
-    state = json.loads((tmp_path / "latest.json").read_text())
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
     assert state["step"] == 2
     from safetensors.torch import load_file
 
-    tensors = load_file(str(tmp_path / state["tensors_file"]))
+    tensors = load_file(str(tmp_path / "state.safetensors"))
     assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("lens."))
     # the run resumes from that checkpoint
     lens = train_tuned_lens(model, data, steps=5, init="identity", lr=1e-2, checkpoint_dir=tmp_path,
@@ -281,10 +338,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(model, data, tmp_path
 
 def test_corrupted_checkpoint_is_refused(model, data, tmp_path):
     train_tuned_lens(model, data, steps=2, init="identity", lr=1e-3, checkpoint_dir=tmp_path, checkpoint_every=1, **FAST)
-    state = json.loads((tmp_path / "latest.json").read_text())
-    f = tmp_path / state["tensors_file"]
+    f = tmp_path / "state.safetensors"
     f.write_bytes(f.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(ArtifactError, match="does not match"):
+    with pytest.raises(ArtifactError, match="SHA-256 differs"):
         train_tuned_lens(model, data, steps=2, init="identity", lr=1e-3, checkpoint_dir=tmp_path, resume=True, **FAST)
 
 

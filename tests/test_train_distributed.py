@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from test_tuned_lens_models import save_tiny_hf_dir
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_single_process(tmp_path):
     from lensbox.lenses._tuned import TunedLens
 

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 TESTS = Path(__file__).resolve().parent
@@ -18,7 +19,7 @@ SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from test_tuned_lens_models import random_windows, tiny_model
-    from lensbox.training._train import train_tuned_lens
+    from lensbox.training import train_tuned_lens
 
     ckpt, out = sys.argv[1], sys.argv[2]
     kill_at = int(os.environ.get("KILL_AT", "0"))
@@ -43,6 +44,7 @@ def run(script: Path, ckpt: Path, out: Path, **env: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     from lensbox.lenses._tuned import TunedLens
 
@@ -53,7 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     out_b, err_b = killed.communicate(timeout=600)
     assert killed.returncode == -signal.SIGKILL, err_b[-2000:]
     assert not (tmp_path / "lens_b").exists()
-    state = (tmp_path / "ckpt_b" / "latest.json").read_text()
+    state = (tmp_path / "ckpt_b" / "checkpoint.json").read_text()
     assert '"step": 4' in state  # the checkpoint before the kill at step 5
     resumed = run(script, tmp_path / "ckpt_b", tmp_path / "lens_b", RESUME="1")
     for proc in (whole, resumed):
