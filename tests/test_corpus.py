@@ -425,3 +425,20 @@ def test_one_val_fraction_check(bad):
         list(split_windows(numbered(3), "val", val_fraction=bad))
     with pytest.raises(InputError, match=r"val_fraction must be in \[0, 1\)"):
         train_val_split(numbered(3), val_fraction=bad)
+
+
+def test_handbook_pages_keep_only_translated_paragraphs(tmp_path):
+    archive = tmp_path / "fs.tar.gz"
+    base = "./usr/share/doc/debian-handbook/html"
+    make_sdist(archive, {
+        f"{base}/en-US/a.html": b"<p>Shared English paragraph that the translation left as it was.</p><p>Only English.</p>",
+        f"{base}/fr-FR/a.html": "<p>Shared English paragraph that the translation left as it was.</p>"
+                                "<p>Un paragraphe traduit en fran\u00e7ais, assez long pour rester.</p>".encode(),
+        f"{base}/de-DE/a.html": b"<p>Deutsch</p>",
+    })
+    with tarfile.open(archive) as tar:
+        pages = _handbook._read_pages(tar, "fr-FR")
+    assert set(pages) == {"fr-FR", "en-US"} and set(pages["fr-FR"]) == {"a"}
+    written, english, kept, total = _handbook._write_pages(pages, "fr-FR", tmp_path / "out")
+    assert written == ["a.txt"] and 0 < kept < total
+    assert (tmp_path / "out" / "a.txt").read_text() == "Un paragraphe traduit en fran\u00e7ais, assez long pour rester.\n"

@@ -31,7 +31,7 @@ def test_train_then_eval(setup, capsys):
     assert printed["saved"] == str(out) and printed["train_tokens"] == 64
     lens = TunedLens.load(out)
     assert lens.config["training"]["steps"] == 2 and lens.config["training"]["init"] == "lstsq"
-    assert (ckpt / "latest.json").is_file()
+    assert (ckpt / "checkpoint.json").is_file()
     # the same --out again: refused before training, and the saved lens is untouched
     before = (out / "translators.safetensors").read_bytes()
     assert main(argv[:-4] + ["--out", str(out)]) == 2

