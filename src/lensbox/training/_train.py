@@ -18,7 +18,8 @@ from ..core import Fingerprint, check_fingerprint
 from ..core._adapter import ModelAdapter, ModelLike, adapt
 from ..core._sites import Site, SitesSpec, parse_sites
 from ..lenses import Translators, TunedLens
-from ..lenses._tuned import _base_config, translator_sites
+from ..lenses._tuned import translator_sites
+from ..lenses._tuned_io import lens_config
 from ._checkpoint import Checkpointer, make_optimizer, optimizer_tensors, restore_optimizer
 from ._distributed import Dist
 from ._lstsq import LstsqStats, scale_invariant_norm
@@ -436,7 +437,7 @@ def _finish(run: _Run) -> TunedLens:
                    train_s=round(t["train_s"], 3), init_s=round(t["init_s"], 3))
     if t["train_s"] > 0:
         metrics["train_tokens_per_s"] = round(t["train_tokens"] / t["train_s"], 2)
-    config = _base_config(run.adapter)
+    config = lens_config(run.adapter)
     config["training"] = dict(
         p.to_dict(), processes=run.dist.world, resumed=run.resumed, data_windows=run.stream.available,
         text_tokens=min(p.train_windows, run.stream.available) * p.window, val_windows=n_val,
