@@ -120,7 +120,8 @@ def phase_lstsq(args: argparse.Namespace) -> Dict[str, Any]:
     from lensbox import Site
     from lensbox.training._lstsq import LstsqStats, scale_invariant_norm as _scale_invariant_norm
     from lensbox.training._objective import capture as _capture
-    from lensbox.lenses._tuned import Translators, TunedLens, _base_config, translator_sites
+    from lensbox.lenses._tuned import Translators, TunedLens, translator_sites
+    from lensbox.lenses._tuned_io import lens_config as _base_config
 
     model = lensbox.load_model(progress=False)
     split = load_split(model)
