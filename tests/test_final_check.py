@@ -10,7 +10,7 @@ import lensbox
 from lensbox import ModelError
 from lensbox.core._adapter import ModelAdapter
 from lensbox.lenses import LogitLens, TunedLens
-from lensbox.lenses import _decoders, _stats
+from lensbox.lenses import _decoders, _kernels
 
 from models import build_tiny_lm
 
@@ -57,7 +57,7 @@ def test_softcapped_final_site_equals_model_log_softmax(gemma2: Any, tiny_tokens
 
 def test_lens_without_the_softcap_is_refused(gemma2: Any, tiny_tokens: torch.Tensor, monkeypatch: Any) -> None:
     monkeypatch.setattr(_decoders, "logit_softcap", lambda adapter: None)
-    monkeypatch.setattr(_stats, "logit_softcap", lambda adapter: None)
+    monkeypatch.setattr(_kernels, "logit_softcap", lambda adapter: None)
     with pytest.raises(ModelError, match="TransformerBridge") as info:
         run_with_logits(gemma2, LogitLens(), tiny_tokens)
     assert "does not reproduce" in str(info.value) and "soft-cap" in str(info.value)
@@ -82,7 +82,7 @@ def test_a_softcap_the_model_does_not_apply_is_refused(make_tiny_lm: Any, tiny_t
 
 def test_no_logits_no_check(gemma2: Any, tiny_tokens: torch.Tensor, monkeypatch: Any) -> None:
     """Streams from a user's cache come without logits: nothing to compare, no error."""
-    monkeypatch.setattr(_stats, "logit_softcap", lambda adapter: None)
+    monkeypatch.setattr(_kernels, "logit_softcap", lambda adapter: None)
     adapter = lensbox.adapt(gemma2)
     lens = LogitLens()
     streams = adapter.run_and_capture(tiny_tokens, lens.sites(adapter))

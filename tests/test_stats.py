@@ -9,23 +9,22 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import lensbox
 from lensbox import Decoder, InputError, NonFiniteError, Site
-from lensbox.lenses._stats import (
-    _PAD_LOGIT,
-    _batched_dots,
-    _count_greater,
-    _padded_width,
-    _reference_parts,
-    _topk,
-    _topk_ids,
-    check_finite,
-    lens_statistics,
+from lensbox.lenses._kernels import (
+    PAD_LOGIT,
+    batched_dots,
+    blocked_topk,
+    count_greater,
+    padded_width,
+    reference_parts,
+    topk_ids,
 )
+from lensbox.lenses._stats import check_finite, lens_statistics
 
 
 def padded(x: Tensor) -> Tensor:
-    """Copy ``x [n, vocab]`` into a work-buffer layout: padded width, _PAD_LOGIT in the padding."""
+    """Copy ``x [n, vocab]`` into a work-buffer layout: padded width, PAD_LOGIT in the padding."""
     n, vocab = x.shape
-    out = torch.full((n, _padded_width(vocab)), _PAD_LOGIT)
+    out = torch.full((n, padded_width(vocab)), PAD_LOGIT)
     out[:, :vocab] = x
     return out
 
@@ -37,9 +36,9 @@ def test_blocked_topk_equals_torch_topk(vocab: int, k: int) -> None:
     gen = torch.Generator().manual_seed(vocab + k)
     x = torch.randn(37, vocab, generator=gen) * 4
     x[3, 100:110] = 50.0 + torch.arange(10.0)  # many winners inside one block
-    values, ids, local = _topk(padded(x), k, vocab)
+    values, ids, local = blocked_topk(padded(x), k, vocab)
     if local is not None:
-        ids = _topk_ids(ids, local)
+        ids = topk_ids(ids, local)
     expected = x.topk(k, dim=-1)
     assert torch.equal(values, expected.values)
     assert torch.equal(ids, expected.indices)
@@ -52,8 +51,8 @@ def test_packed_count_equals_boolean_sum(vocab: int) -> None:
     t = x[:, :2].clone()
     t[0, 0] = 1e9  # nothing greater
     t[1, 1] = -1e9  # everything greater
-    flags = torch.empty((2, 23, _padded_width(vocab)), dtype=torch.bool)
-    got = _count_greater(padded(x), t, flags)
+    flags = torch.empty((2, 23, padded_width(vocab)), dtype=torch.bool)
+    got = count_greater(padded(x), t, flags)
     expected = torch.stack([(x > t[:, j : j + 1]).sum(-1) for j in range(2)], dim=-1)
     assert torch.equal(got, expected)
     assert got[0, 0] == 0 and got[1, 1] == vocab
@@ -64,7 +63,7 @@ def test_batched_dots_equal_float64_einsum_to_1e6_relative() -> None:
     lc, pc, width = 5, 4, 49152
     rows = torch.rand(lc, pc, width, generator=gen)
     vectors = -torch.rand(3, pc, width, generator=gen) * 30
-    got = _batched_dots(rows, vectors)
+    got = batched_dots(rows, vectors)
     expected = torch.einsum("lpv,mpv->lpm", rows.double(), vectors.double())
     rel = ((got.double() - expected) / expected.abs()).abs().max().item()
     assert rel < 1e-6
@@ -79,7 +78,7 @@ def test_reference_parts_are_exact_distributions() -> None:
     x = torch.randn(2, 3, vocab, generator=gen) * 6 + 40  # large logits, like SmolLM2's
     logits = torch.stack([padded(x[i]) for i in range(2)])
     lp_out = torch.empty_like(logits)
-    p, neg_h, argmax = _reference_parts(logits, lp_out, vocab)
+    p, neg_h, argmax = reference_parts(logits, lp_out, vocab)
     ref = x.double().log_softmax(-1)
     assert (lp_out[..., :vocab].double() - ref).abs().max().item() < 2e-5
     assert (lp_out[..., vocab:] == 0).all() and (p[..., vocab:] == 0).all()
@@ -162,7 +161,7 @@ def test_no_layer_by_position_by_vocab_tensor(tiny_lm: Any, decoder: Any) -> Non
     streams = adapter.run_and_capture(tokens, sites)
     final = streams[Site.resid_post(adapter.n_layers - 1)]
     chunk_rows = 16
-    spy = _LargestVocabTensor({adapter.d_vocab, _padded_width(adapter.d_vocab)})
+    spy = _LargestVocabTensor({adapter.d_vocab, padded_width(adapter.d_vocab)})
     with spy:
         stats = lens_statistics(adapter, streams, sites, tokens, lensbox.lenses._decoders.make_decoder(decoder), final=final, chunk_rows=chunk_rows)
     full_rows = len(sites) * tokens.shape[1]  # what an unchunked computation would hold: 7 x 64

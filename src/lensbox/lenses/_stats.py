@@ -27,7 +27,18 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core._adapter import ModelAdapter
-from ._decoders import Decoder, EmbedTransposeDecoder, logit_softcap
+from ._decoders import Decoder, logit_softcap
+from ._kernels import (
+    EXP_FLOOR,
+    PAD_LOGIT,
+    Readout,
+    batched_dots,
+    count_greater,
+    padded_width,
+    reference_parts,
+    blocked_topk,
+    topk_ids,
+)
 from .._errors import InputError, ModelError, NonFiniteError
 from ..core._sites import Site
 
@@ -80,22 +91,6 @@ def check_finite(streams: Dict[Site, Tensor], on_nonfinite: str = "raise") -> Di
     return bad
 
 
-# ----------------------------------------------------------------------------- layout
-# Work buffers hold one chunk of (site, position) rows, site-major: row ``l * pc + p`` is
-# site ``l0 + l`` at position ``p0 + p``. Their vocabulary width is padded to a multiple of
-# _VOCAB_QUANTUM so that (a) booleans can be counted as int64 words in groups of 128,
-# (b) the blocked top-k sees whole 128-wide blocks and (c) sums against per-position
-# vectors run as one batched matmul over 1024-wide blocks (see _batched_dots).
-_VOCAB_QUANTUM = 1024
-_BLOCK = 128
-# Padded vocabulary columns hold this logit: it never wins a comparison or a top-k, its
-# exp() is (clamped to) ~1e-38 and that times it stays finite, so padding changes no statistic.
-_PAD_LOGIT = -1.0e30
-# Centred logits are clamped here before exp(): float32 subnormals (exp below about -87)
-# are very slow on x86, and such terms weigh under 1e-33 against the largest term, 1.
-_EXP_FLOOR = -87.0
-
-
 # ----------------------------------------------------------------------------- the KL kernel
 def log_softmax(logits: Float[Tensor, "*rows vocab"]) -> Float[Tensor, "*rows vocab"]:
     """Float32 log-softmax over the last axis, normalised with a cascade sum.
@@ -109,7 +104,7 @@ def log_softmax(logits: Float[Tensor, "*rows vocab"]) -> Float[Tensor, "*rows vo
     """
     x = logits.float()
     centred = x - x.detach().amax(dim=-1, keepdim=True)
-    total = centred.clamp(min=_EXP_FLOOR).exp().sum(dim=-1, keepdim=True)
+    total = centred.clamp(min=EXP_FLOOR).exp().sum(dim=-1, keepdim=True)
     return centred - total.log()
 
 
@@ -128,146 +123,6 @@ def kl_divergence(
     """
     p = ref_logprobs.exp() if ref_probs is None else ref_probs
     return (p * (ref_logprobs - logprobs)).sum(dim=-1)
-
-
-class _Readout:
-    """Turns residual rows into float32 logits written straight into a work buffer.
-
-    A decoder whose ``decode`` is the stock affine one (final norm, then ``W_U``/``b_U``,
-    or ``W_E^T``) runs here as a final norm over whole streams (once, not per chunk)
-    and one ``matmul(out=...)`` per chunk in float32, with the weights cast once. Any
-    other decoder's ``decode`` is called on each chunk's raw rows.
-    """
-
-    def __init__(self, adapter: ModelAdapter, decoder: Decoder) -> None:
-        self.adapter = adapter
-        self.decoder = decoder
-        self.weight: Optional[Tensor] = None  # [d_model, d_vocab] float32
-        self.bias: Optional[Tensor] = None  # [d_vocab] float32; None when zero
-        stock_adapter = type(adapter).decode is ModelAdapter.decode and type(adapter).unembed is ModelAdapter.unembed
-        method = type(decoder).decode
-        weight: Optional[Tensor] = None
-        bias: Optional[Tensor] = None
-        if stock_adapter and method is Decoder.decode:
-            weight, bias = adapter.W_U, adapter.b_U
-        elif method is EmbedTransposeDecoder.decode:
-            weight = adapter.W_E.T
-        self.cap = logit_softcap(adapter) if weight is not None else None  # decode() applies its own
-        if weight is not None:
-            self.weight = weight if weight.dtype == torch.float32 else weight.float()
-            if bias is not None and bool(bias.any()):
-                self.bias = bias.float()
-
-    def same_as(self, other: "_Readout") -> bool:
-        """True when both give identical logits for identical rows."""
-        return self.weight is not None and self.weight is other.weight and self.bias is other.bias
-
-    def prepare(self, rows: Float[Tensor, "*lead d_model"]) -> Float[Tensor, "*lead d_model"]:
-        """The row-wise part that can run on whole streams: the final norm (affine readouts)."""
-        if self.weight is None:
-            return rows
-        return self.adapter.final_norm(rows).float()
-
-    def logits_into(self, prepared: Float[Tensor, "n d_model"], out: Float[Tensor, "n width"]) -> None:
-        """Write the logits of prepared rows into ``out[:, :d_vocab]``."""
-        n_vocab = self.adapter.d_vocab
-        target = out if out.shape[1] == n_vocab else out[:, :n_vocab]
-        if self.weight is None:
-            target.copy_(self.decoder.decode(self.adapter, prepared))
-        elif self.bias is None:
-            torch.matmul(prepared, self.weight, out=target)
-        else:
-            torch.addmm(self.bias, prepared, self.weight, out=target)
-        if self.cap is not None and self.weight is not None:  # the model's logit soft-cap, in place
-            target.div_(self.cap).tanh_().mul_(self.cap)
-
-
-def _padded_width(n_vocab: int) -> int:
-    return -(-n_vocab // _VOCAB_QUANTUM) * _VOCAB_QUANTUM
-
-
-def _topk(logits: Float[Tensor, "n width"], k: int, n_vocab: int) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """Top-k along the vocabulary, sorted, in about one cheap pass.
-
-    The k largest entries lie inside the k blocks with the largest maxima (a block
-    outside them is beaten by k block maxima at least as large as any of its entries),
-    so only ``k * 128`` candidates per row go through a real top-k. Returns
-    ``(values, block_ids, local)`` (ids = ``_topk_ids(block_ids, local)``), or
-    ``(values, ids, None)`` when k is too large for the blocked search.
-    """
-    n, width = logits.shape
-    n_blocks = width // _BLOCK
-    if k > min(n_blocks, 32):
-        values, ids = logits[:, :n_vocab].topk(k, dim=-1)
-        return values, ids, None
-    blocks = logits.view(n, n_blocks, _BLOCK)
-    block_ids = blocks.amax(dim=-1).topk(k, dim=-1, sorted=False).indices  # [n, k]
-    cand = blocks.gather(1, block_ids[:, :, None].expand(n, k, _BLOCK)).view(n, k * _BLOCK)
-    values, local = cand.topk(k, dim=-1)
-    return values, block_ids, local
-
-
-def _topk_ids(block_ids: Tensor, local: Tensor) -> Tensor:
-    """Vocabulary ids from the blocked top-k's (block of each candidate, candidate index)."""
-    return block_ids.gather(-1, local // _BLOCK) * _BLOCK + local % _BLOCK
-
-
-def _count_greater(values: Float[Tensor, "n width"], thresholds: Float[Tensor, "n t"], flags: Tensor) -> Tensor:
-    """Per row and threshold, how many entries are strictly greater (a 0-based rank): ``[n, t]``.
-
-    ``flags`` is a ``[t, n, width]`` boolean buffer. Summing booleans is slow on CPU;
-    instead each boolean row is read as int64 words of 8 flags, summed in groups of 128
-    words (every byte lane stays <= 128, no carries) and the byte lanes added at the end.
-    """
-    n, n_thresholds = thresholds.shape
-    for j in range(n_thresholds):
-        torch.gt(values, thresholds[:, j : j + 1], out=flags[j])
-    words = flags.view(torch.int64).view(n_thresholds, n, -1, 128).sum(dim=-1)  # [t, n, width / 1024]
-    return words.view(torch.uint8).view(n_thresholds, n, -1).sum(dim=-1).T
-
-
-def _batched_dots(rows: Float[Tensor, "lc pc width"], vectors: Float[Tensor, "m pc width"]) -> Tensor:
-    """``sum_v rows[l, p, v] * vectors[j, p, v]`` (each position's rows against its own vectors): ``[lc, pc, m]``.
-
-    One batched matmul whose batch runs over (position, 1024-wide vocabulary block) and
-    whose partial results are then summed: a single BLAS accumulation over ~49k float32
-    terms loses ~1e-5 relative accuracy, 1024-term blocks keep it near 1e-7.
-    """
-    lc, pc, width = rows.shape
-    m = vectors.shape[0]
-    n_blocks = width // _VOCAB_QUANTUM
-    rows = rows.contiguous()
-    vectors = vectors.contiguous()
-    # Batch index p * n_blocks + j starts at element (p * width + j * 1024) in both tensors.
-    a = rows.as_strided((pc * n_blocks, lc, _VOCAB_QUANTUM), (_VOCAB_QUANTUM, pc * width, 1))
-    b = vectors.as_strided((pc * n_blocks, _VOCAB_QUANTUM, m), (_VOCAB_QUANTUM, 1, pc * width))
-    parts = torch.bmm(a, b).view(pc, n_blocks, lc, m)
-    return parts.sum(dim=1).transpose(0, 1)
-
-
-def _reference_parts(
-    logits: Float[Tensor, "2 pc width"], lp_out: Float[Tensor, "2 pc width"], n_vocab: int
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """Final (index 0) and input (index 1) distributions per position: log-probs written into
-    ``lp_out``, probabilities, sum p log p and argmax; log-probs and probabilities are 0 in
-    the padding columns (where ``logits`` holds _PAD_LOGIT).
-
-    Normalised with ``torch.sum`` (cascade summation) rather than ``log_softmax``, whose
-    float32 normaliser can be ~2e-5 off over a 49k vocabulary: these probabilities weight
-    every layer's log-probs (down to about -300 at the embeddings), so their normaliser
-    must be right to float32 precision.
-    """
-    top, argmax = logits.max(dim=-1, keepdim=True)
-    lp = torch.sub(logits, top, out=lp_out)
-    p = lp.clamp(min=_EXP_FLOOR).exp_()
-    total = p.sum(dim=-1, keepdim=True)
-    lp.sub_(total.log())
-    p /= total
-    if lp.shape[-1] > n_vocab:
-        lp[..., n_vocab:] = 0.0
-        p[..., n_vocab:] = 0.0
-    neg_entropy = (p * lp).sum(-1)
-    return p, neg_entropy, argmax[..., 0]
 
 
 # ----------------------------------------------------------------------------- refuse rather than guess
@@ -354,22 +209,8 @@ def lens_statistics(
     (``top_ids`` / ``top_logprobs`` ``[batch, layer, pos, k]``, ``final_top1`` ``[batch, pos]``),
     whatever the model's dtype.
     """
-    if k < 1 or k > adapter.d_vocab:
-        raise InputError("top-k out of range.", expected=f"1 <= k <= {adapter.d_vocab}", received=str(k), fix="use k=5")
-    if chunk_rows < 1:
-        raise InputError("chunk_rows must be positive.", expected=">= 1", received=str(chunk_rows), fix="use 512")
-    if not sites:
-        raise InputError(
-            "No sites to decode.", expected="at least one residual-stream site", received="[]", fix="pass sites=None for all"
-        )
+    _check_arguments(adapter, streams, sites, k, chunk_rows)
     embed = Site.embed()
-    if embed not in streams:
-        raise InputError(
-            "The input-layer stream is needed for KL-to-input statistics.",
-            expected="streams to contain Site.embed()",
-            received=str(sorted(s.name for s in streams)),
-            fix="capture the 'embed' site too",
-        )
     final_site = Site.resid_post(adapter.n_layers - 1)
     bad = check_finite({**streams, final_site: final}, on_nonfinite)
     batch, n_pos = tokens.shape
@@ -380,41 +221,20 @@ def lens_statistics(
     # A chunk is sites l0:l1 x positions p0:p1 (all sites at once whenever they fit).
     sites_per_chunk = min(n_sites, chunk_rows)
     pos_chunk = min(n_pos, max(1, chunk_rows // sites_per_chunk))
-    width = _padded_width(n_vocab)
-    max_rows = pos_chunk * sites_per_chunk
-    logits_buf = torch.empty((max_rows, width), device=dev)
-    exp_buf = torch.empty((max_rows, width), device=dev)
-    flag_buf = torch.empty((2, max_rows, width), dtype=torch.bool, device=dev)
-    ref_buf = torch.full((2 * pos_chunk, width), _PAD_LOGIT, device=dev)
-    lp_buf = torch.ones((3, pos_chunk, width), device=dev)  # row 0 stays 1 (for sum e)
-
-    cells = (batch, n_sites, n_pos)
-    raw = {name: torch.zeros((*cells, k if m is None else m), device=dev) for name, m in _RAW_FLOAT.items()}
-    raw_ranks = torch.zeros((*cells, 2), dtype=torch.long, device=dev)
-    raw_top_ids = torch.zeros((*cells, k), dtype=torch.long, device=dev)
-    raw_top_local: Optional[Tensor] = None
-    ref_neg_h = torch.zeros((batch, 2, n_pos), device=dev)  # sum p log p of the final / input distribution
-    ref_p_sum = torch.zeros((batch, 2, n_pos), device=dev)
-    final_top1 = torch.zeros((batch, n_pos), dtype=torch.long, device=dev)
+    width = padded_width(n_vocab)
+    logits_buf, exp_buf, flag_buf, ref_buf, lp_buf = _buffers(pos_chunk * sites_per_chunk, pos_chunk, width, dev)
+    acc = _Raw((batch, n_sites, n_pos), k, dev)
     next_tokens = torch.zeros((batch, n_pos), dtype=torch.long, device=dev)
     next_tokens[:, :-1] = tokens[:, 1:].to(dev)
 
-    readout = _Readout(adapter, decoder)
-    reference = readout if type(decoder).decode is Decoder.decode else _Readout(adapter, Decoder())
+    readout = Readout(adapter, decoder)
+    reference = readout if type(decoder).decode is Decoder.decode else Readout(adapter, Decoder())
     one_group = sites_per_chunk == n_sites
     index_of = {s: i for i, s in enumerate(sites)}
     # With every site in one chunk, the final and input rows are decoded there anyway.
     reuse_final = one_group and final_site in index_of and reference.same_as(readout) and streams[final_site] is final
     reuse_input = one_group and embed in index_of
-
-    worst = torch.full((2,), -1.0, device=dev)
-    if model_logits is not None and tuple(model_logits.shape) != (batch, n_pos, n_vocab):
-        raise ModelError(
-            "The model's logits do not match its decoder's vocabulary.",
-            expected=f"logits of shape {[batch, n_pos, n_vocab]}",
-            received=f"{list(model_logits.shape)} from {type(adapter.model).__name__}",
-            fix="lensbox cannot check this model's decoding; report the architecture",
-        )
+    _check_logits_shape(adapter, model_logits, (batch, n_pos, n_vocab))
     with torch.no_grad():
         for b in range(batch):
             # [site, pos, d_model] for this batch row, final-normed once for affine readouts.
@@ -436,41 +256,18 @@ def lens_statistics(
                 else:
                     readout.logits_into(readout.prepare(streams[embed][b, p0:p1]), ref_logits[1])
                 lp_rows = lp_buf[:, :pc]  # [1, final log-probs, input log-probs]
-                p_rows, neg_h, argmax = _reference_parts(ref_logits, lp_rows[1:], n_vocab)
-                final_top1[b, p0:p1] = argmax[0]
-                ref_neg_h[b, :, p0:p1] = neg_h
-                ref_p_sum[b, :, p0:p1] = p_rows.sum(dim=-1)
+                p_rows, argmax = acc.reference(b, p0, p1, ref_logits, lp_rows, n_vocab)
                 if model_logits is not None:
-                    worst = torch.maximum(worst, _final_excess(model_logits[b, p0:p1], lp_rows[1, :, :n_vocab]))
-                picks = torch.stack([next_tokens[b, p0:p1], argmax[0]], dim=-1)  # [pc, 2]
+                    acc.worst = torch.maximum(acc.worst, _final_excess(model_logits[b, p0:p1], lp_rows[1, :, :n_vocab]))
+                picks = torch.stack([next_tokens[b, p0:p1], argmax], dim=-1)  # [pc, 2]
                 for l0 in range(0, n_sites, sites_per_chunk):
                     l1 = min(n_sites, l0 + sites_per_chunk)
-                    lc = l1 - l0
-                    n = lc * pc
                     logits = first if first is not None else _chunk_logits(readout, prepared, l0, l1, p0, p1, logits_buf)
                     first = None
-                    cell = (b, slice(l0, l1), slice(p0, p1))
-                    # Everything that needs the raw logits first ...
-                    top_values, top_ids, top_local = _topk(logits, k, n_vocab)
-                    raw["top"][cell] = top_values.view(lc, pc, k)
-                    raw_top_ids[cell] = top_ids.view(lc, pc, k)
-                    if top_local is not None:
-                        if raw_top_local is None:
-                            raw_top_local = torch.zeros((*cells, k), dtype=torch.long, device=dev)
-                        raw_top_local[cell] = top_local.view(lc, pc, k)
-                    chosen = logits.gather(1, picks[None].expand(lc, pc, 2).reshape(n, 2))
-                    raw["chosen"][cell] = chosen.view(lc, pc, 2)
-                    raw_ranks[cell] = _count_greater(logits, chosen, flag_buf[:, :n]).view(lc, pc, 2)
-                    raw["q_dot_x"][cell] = _batched_dots(logits.view(lc, pc, width), p_rows)
-                    # ... then centre, exponentiate and take the sums over e = exp(logits - max).
-                    centred = logits.sub_(top_values[:, :1])
-                    e = torch.exp(centred.clamp_(min=_EXP_FLOOR), out=exp_buf[:n])
-                    raw["sums"][cell] = _batched_dots(e.view(lc, pc, width), lp_rows)
-                    raw["e_dot_c"][cell] = torch.mul(e, centred, out=centred).sum(dim=-1).view(lc, pc, 1)
+                    acc.add(logits, (b, slice(l0, l1), slice(p0, p1)), picks, p_rows, lp_rows, flag_buf, exp_buf, n_vocab)
     if model_logits is not None:
-        _refuse_mismatch(adapter, worst)
-    res = _finish(raw, raw_ranks, raw_top_ids, raw_top_local, ref_neg_h, ref_p_sum, final_top1)
-    res = {name: t.cpu() for name, t in res.items()}
+        _refuse_mismatch(adapter, acc.worst)
+    res = {name: t.cpu() for name, t in acc.finish().items()}
     # Where a site's distribution IS the reference (same stream, same decoding), its KL to
     # that reference is exactly 0; the fused sums above would leave float32 rounding
     # (~1e-5 with logits of size ~100), so write the exact value.
@@ -485,8 +282,111 @@ def lens_statistics(
     return res
 
 
+def _check_arguments(
+    adapter: ModelAdapter, streams: Dict[Site, Tensor], sites: Sequence[Site], k: int, chunk_rows: int
+) -> None:
+    if k < 1 or k > adapter.d_vocab:
+        raise InputError("top-k out of range.", expected=f"1 <= k <= {adapter.d_vocab}", received=str(k), fix="use k=5")
+    if chunk_rows < 1:
+        raise InputError("chunk_rows must be positive.", expected=">= 1", received=str(chunk_rows), fix="use 512")
+    if not sites:
+        raise InputError(
+            "No sites to decode.", expected="at least one residual-stream site", received="[]", fix="pass sites=None for all"
+        )
+    if Site.embed() not in streams:
+        raise InputError(
+            "The input-layer stream is needed for KL-to-input statistics.",
+            expected="streams to contain Site.embed()",
+            received=str(sorted(s.name for s in streams)),
+            fix="capture the 'embed' site too",
+        )
+
+
+def _buffers(max_rows: int, pos_chunk: int, width: int, dev: torch.device) -> Tuple[Tensor, ...]:
+    """The work buffers, allocated once per call: logits, exp, two flag rows, reference logits, reference log-probs."""
+    return (
+        torch.empty((max_rows, width), device=dev),
+        torch.empty((max_rows, width), device=dev),
+        torch.empty((2, max_rows, width), dtype=torch.bool, device=dev),
+        torch.full((2 * pos_chunk, width), PAD_LOGIT, device=dev),
+        torch.ones((3, pos_chunk, width), device=dev),  # row 0 stays 1 (for sum e)
+    )
+
+
+def _check_logits_shape(adapter: ModelAdapter, model_logits: Optional[Tensor], shape: Tuple[int, int, int]) -> None:
+    if model_logits is not None and tuple(model_logits.shape) != shape:
+        raise ModelError(
+            "The model's logits do not match its decoder's vocabulary.",
+            expected=f"logits of shape {list(shape)}",
+            received=f"{list(model_logits.shape)} from {type(adapter.model).__name__}",
+            fix="lensbox cannot check this model's decoding; report the architecture",
+        )
+
+
+class _Raw:
+    """Per-cell raw quantities (``[batch, site, pos, .]``), filled chunk by chunk; :meth:`finish` turns them into statistics."""
+
+    def __init__(self, cells: Tuple[int, int, int], k: int, dev: torch.device) -> None:
+        self.cells, self.k, self.dev = cells, k, dev
+        self.raw = {name: torch.zeros((*cells, k if m is None else m), device=dev) for name, m in _RAW_FLOAT.items()}
+        self.ranks = torch.zeros((*cells, 2), dtype=torch.long, device=dev)
+        self.top_ids = torch.zeros((*cells, k), dtype=torch.long, device=dev)
+        self.top_local: Optional[Tensor] = None
+        batch, _, n_pos = cells
+        self.ref_neg_h = torch.zeros((batch, 2, n_pos), device=dev)  # sum p log p of the final / input distribution
+        self.ref_p_sum = torch.zeros((batch, 2, n_pos), device=dev)
+        self.final_top1 = torch.zeros((batch, n_pos), dtype=torch.long, device=dev)
+        self.worst = torch.full((2,), -1.0, device=dev)  # the final-site check (see _final_excess)
+
+    def reference(self, b: int, p0: int, p1: int, ref_logits: Tensor, lp_rows: Tensor, n_vocab: int) -> Tuple[Tensor, Tensor]:
+        """Normalise the final and input rows into ``lp_rows[1:]``; returns their probabilities and the final argmax."""
+        p_rows, neg_h, argmax = reference_parts(ref_logits, lp_rows[1:], n_vocab)
+        self.final_top1[b, p0:p1] = argmax[0]
+        self.ref_neg_h[b, :, p0:p1] = neg_h
+        self.ref_p_sum[b, :, p0:p1] = p_rows.sum(dim=-1)
+        return p_rows, argmax[0]
+
+    def add(
+        self,
+        logits: Tensor,
+        cell: Tuple[int, slice, slice],
+        picks: Tensor,
+        p_rows: Tensor,
+        lp_rows: Tensor,
+        flag_buf: Tensor,
+        exp_buf: Tensor,
+        n_vocab: int,
+    ) -> None:
+        """Take one chunk's rows (``logits``, site-major, overwritten in place) into the raw quantities of ``cell``."""
+        k, raw = self.k, self.raw
+        lc, pc = cell[1].stop - cell[1].start, cell[2].stop - cell[2].start
+        n, width = lc * pc, logits.shape[1]
+        # Everything that needs the raw logits first ...
+        top_values, top_ids, top_local = blocked_topk(logits, k, n_vocab)
+        raw["top"][cell] = top_values.view(lc, pc, k)
+        self.top_ids[cell] = top_ids.view(lc, pc, k)
+        if top_local is not None:
+            if self.top_local is None:
+                self.top_local = torch.zeros((*self.cells, k), dtype=torch.long, device=self.dev)
+            self.top_local[cell] = top_local.view(lc, pc, k)
+        chosen = logits.gather(1, picks[None].expand(lc, pc, 2).reshape(n, 2))
+        raw["chosen"][cell] = chosen.view(lc, pc, 2)
+        self.ranks[cell] = count_greater(logits, chosen, flag_buf[:, :n]).view(lc, pc, 2)
+        raw["q_dot_x"][cell] = batched_dots(logits.view(lc, pc, width), p_rows)
+        # ... then centre, exponentiate and take the sums over e = exp(logits - max).
+        centred = logits.sub_(top_values[:, :1])
+        e = torch.exp(centred.clamp_(min=EXP_FLOOR), out=exp_buf[:n])
+        raw["sums"][cell] = batched_dots(e.view(lc, pc, width), lp_rows)
+        raw["e_dot_c"][cell] = torch.mul(e, centred, out=centred).sum(dim=-1).view(lc, pc, 1)
+
+    def finish(self) -> Dict[str, Tensor]:
+        return _finish(
+            self.raw, self.ranks, self.top_ids, self.top_local, self.ref_neg_h, self.ref_p_sum, self.final_top1
+        )
+
+
 def _chunk_logits(
-    readout: _Readout,
+    readout: Readout,
     prepared: Float[Tensor, "site pos d_model"],
     l0: int,
     l1: int,
@@ -501,7 +401,7 @@ def _chunk_logits(
     readout.logits_into(rows.reshape(n, -1), logits)
     n_vocab = readout.adapter.d_vocab
     if logits.shape[1] > n_vocab:  # the previous chunk's in-place work overwrote the padding
-        logits[:, n_vocab:].fill_(_PAD_LOGIT)
+        logits[:, n_vocab:].fill_(PAD_LOGIT)
     return logits
 
 
@@ -536,7 +436,7 @@ def _finish(
     no_next[:, -1] = True
     no_next = no_next[:, None].expand_as(lse)
     if top_local is not None:
-        top_ids = _topk_ids(top_ids, top_local)
+        top_ids = topk_ids(top_ids, top_local)
     res = {
         "next_logprob": chosen[..., 0].masked_fill(no_next, float("nan")),
         "next_rank": ranks[..., 0].masked_fill(no_next, -1),
