@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from lensbox._io import sha256_file
 from lensbox.core._registry import get_analyzer
 from lensbox.lenses._tuned import Translators, TunedLens, translator_sites, tuned_lens
 
-from test_tuned_lens_models import TEXT, random_windows, tiny_model
+from test_tuned_lens_models import TEXT, tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -280,8 +280,6 @@ class TunedLens(LensAnalyzer):
             )
         return self.translators
 
-    _require = require_translators  # the name lensbox 0.1 used internally
-
     # ------------------------------------------------------------------ analyzer protocol
     def check_model(self, adapter: ModelAdapter) -> None:
         """Raise :class:`~lensbox.ModelError` when ``adapter``'s model is not the lens's model."""
@@ -488,22 +486,6 @@ def tuned_lens(
     )
     runner.source = lens.source
     return analyze(model, inputs, [runner], cache=cache, prepend_bos=prepend_bos)["tuned_lens"]
-
-
-# Transitional names for lensbox.training until it moves to lens_config / jsonable / core.check_fingerprint.
-_base_config = lens_config
-_jsonable = jsonable
-
-
-def _fingerprint_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
-    """Transitional: why two lensbox-0.1 fingerprint dicts differ, or None (use core.check_fingerprint)."""
-    from ..core._fingerprint import Fingerprint, fingerprint_mismatch
-
-    try:
-        why = fingerprint_mismatch(Fingerprint.from_json(saved), Fingerprint.from_json(current))
-    except ArtifactError:
-        return "the fingerprint has an unexpected layout"
-    return None if why is None else f"{why[0]}: {why[1]} vs {why[2]}"
 
 
 __all__ = ["TunedLens", "TunedDecoder", "Translators", "translator_sites", "tuned_lens"]
