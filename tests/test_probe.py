@@ -22,7 +22,7 @@ from lensbox.probes._options import check_decode, check_kinds
 from lensbox.probes._relation import principal_angle_cosines, top_singular_subspace
 from lensbox.probes._result import bucket_labels
 from lensbox.probes._ridge import RidgeStatistics, solve_ridge
-from lensbox.probes._windows import probe_windows
+from lensbox.probes._windows import model_windows
 
 from models import smollm2_tokenizer, tiny_bridge
 
@@ -291,14 +291,25 @@ def test_unfitted_analyzer_explains_fix(bridge):
     assert "fit" in str(info.value)
 
 
-def test_text_windows(bridge):
+def test_text_windows(bridge, windows):
     adapter = lensbox.adapt(bridge)
-    w = probe_windows(adapter, ["alpha beta gamma delta " * 20, "epsilon zeta " * 10], window=16)
-    assert w.shape[1] == 16 and w.shape[0] >= 5
-    short = probe_windows(adapter, "just a few words", window=64)
-    assert short.shape[0] == 1 and short.shape[1] < 64
-    with pytest.raises(InputError, match="too short"):
-        probe_windows(adapter, "hi", window=16)
+    texts = ["alpha beta gamma delta " * 20, "epsilon zeta " * 10]
+    w = model_windows(adapter, texts, window=16)
+    # by hand: tokens of each text without special tokens, end-of-text between texts, full windows only
+    tok = adapter.tokenizer
+    ids = tok.encode(texts[0], add_special_tokens=False) + [tok.eos_token_id] + tok.encode(texts[1], add_special_tokens=False)
+    n = len(ids) // 16
+    assert torch.equal(w.cpu(), torch.tensor(ids[: n * 16]).view(n, 16))
+    assert model_windows(adapter, texts, window=16, max_tokens=40).shape == (2, 16)
+    # token windows are used as their rows, whatever window says; a list of windows is stacked
+    assert torch.equal(model_windows(adapter, windows, window=256).cpu(), windows)
+    assert torch.equal(model_windows(adapter, list(windows[:3]), window=64).cpu(), windows[:3])
+    with pytest.raises(InputError, match="shorter than one window"):
+        model_windows(adapter, "just a few words", window=64)
+    with pytest.raises(InputError, match="longer than the model's context"):
+        model_windows(adapter, texts, window=4096)
+    with pytest.raises(InputError, match="differ in length"):
+        model_windows(adapter, [windows[0], windows[1, :5]])
 
 
 # ---------------------------------------------------------------------- save / load

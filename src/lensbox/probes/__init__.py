@@ -7,7 +7,7 @@ Internals, one concept per module:
 * ``_maps``     the fitted maps: :class:`RidgeProbe`, :class:`SoftmaxProbe`, :class:`SoftmaxSettings`;
 * ``_ridge``    :class:`RidgeStatistics` (streamed ``X^T X``, ``X^T Y`` in float64) and ``solve_ridge``;
 * ``_softmax``  :func:`fit_softmax`: whitening, the ridge start, minibatch Adam / L-BFGS;
-* ``_windows``  texts or token ids -> ``[n, window]`` token windows;
+* ``_windows``  texts or token ids -> ``[n, window]`` token windows through ``lensbox.data.windows``;
 * ``_probe``    :class:`InputProbe`, the analyzer: ``fit`` = ``begin`` + ``partial_fit`` + ``finalize``;
 * ``_probe_io`` the saved-probe format (``probe.json`` + ``probe.safetensors`` through ``lensbox._io``);
 * ``_evaluate`` :func:`evaluate_probe` and the streaming ``ProbeEvaluator``;

@@ -40,7 +40,7 @@ from ._result import (
     make_edges,
     rounded,
 )
-from ._windows import ProbeInputs, probe_windows
+from ._windows import ProbeInputs, model_windows
 
 
 def topk_against(
@@ -301,7 +301,7 @@ def evaluate_probe(
     adapter = adapt(model)  # type: ignore[arg-type]
     probe.require_fitted()
     probe.check_model(adapter)
-    windows = probe_windows(adapter, data, window=window, max_tokens=max_tokens)  # type: ignore[arg-type]
+    windows = model_windows(adapter, data, window=window, max_tokens=max_tokens)  # type: ignore[arg-type]
     check_offsets_fit(probe.offsets, int(windows.shape[1]), probe.skip_first)
     ev = ProbeEvaluator(
         probe, adapter, sites=sites, candidates=candidates, chunk_rows=chunk_rows,

@@ -38,7 +38,7 @@ from ._offsets import DEFAULT_OFFSETS, check_offsets, check_offsets_fit, offset_
 from ._probe_io import read_probe, site_key, write_probe
 from ._ridge import Products, RidgeStatistics
 from ._softmax import fit_softmax
-from ._windows import ProbeInputs, probe_windows
+from ._windows import ProbeInputs, model_windows
 
 def say(msg: str, progress: bool) -> None:
     """Print a progress line to stderr when ``progress`` is on."""
@@ -335,7 +335,7 @@ class InputProbe(Analyzer):
         of ``window`` tokens (at most ``max_tokens`` in all).
         """
         adapter = adapt(model)
-        windows = probe_windows(adapter, data, window=window, max_tokens=max_tokens)
+        windows = model_windows(adapter, data, window=window, max_tokens=max_tokens)
         check_offsets_fit(self.offsets, int(windows.shape[1]), self.skip_first)
         self.begin(adapter)
         n = int(windows.shape[0])
