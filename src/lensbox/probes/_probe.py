@@ -35,7 +35,8 @@ from ..core._sites import Site, resolve_site
 from ._maps import RidgeProbe, SoftmaxProbe, SoftmaxSettings
 from ._options import Decode, ProbeKind, check_alpha, check_decode, check_kinds, check_skip_first
 from ._offsets import DEFAULT_OFFSETS, check_offsets, check_offsets_fit, offset_label, valid_positions
-from ._probe_io import read_probe, site_key, write_probe
+from ._probe_io import fitted_state, read_probe, site_key, write_probe
+from ._result import DEFAULT_BUCKET_EDGES, Candidates, ProbeEvaluation
 from ._ridge import Products, RidgeStatistics
 from ._softmax import fit_softmax
 from ._windows import ProbeInputs, model_windows
@@ -372,18 +373,39 @@ class InputProbe(Analyzer):
             )
         return table[(s, offset)]
 
-    def evaluate(self, model: ModelLike, data: ProbeInputs, **kwargs: Any) -> Any:
-        """Evaluate on held-out ``data``: ``evaluate_probe(model, data, self, **kwargs)`` (a :class:`ProbeEvaluation`)."""
+    def evaluate(
+        self,
+        model: ModelLike,
+        data: ProbeInputs,
+        *,
+        window: int = 256,
+        max_tokens: int | None = None,
+        batch_size: int = 4,
+        sites: SitesSpec = None,
+        progress: bool = True,
+        candidates: Candidates = "vocab",
+        chunk_rows: int = 512,
+        rank: int = 64,
+        bucket_edges: Sequence[int] = DEFAULT_BUCKET_EDGES,
+        rare_below: int = 10,
+        frequent_from: int = 100,
+        store_metrics: bool = False,
+    ) -> ProbeEvaluation:
+        """Evaluate on held-out ``data``: the same as ``lensbox.evaluate_probe(model, data, self, ...)``."""
         from ._evaluate import evaluate_probe
 
-        return evaluate_probe(model, data, self, **kwargs)
+        return evaluate_probe(
+            model, data, self, window=window, max_tokens=max_tokens, batch_size=batch_size, sites=sites,
+            progress=progress, candidates=candidates, chunk_rows=chunk_rows, rank=rank, bucket_edges=bucket_edges,
+            rare_below=rare_below, frequent_from=frequent_from, store_metrics=store_metrics,
+        )
 
     def run(
         self,
         adapter: ModelAdapter,
         streams: dict[Site, Float[Tensor, "batch pos d_model"]],
         tokens: Int[Tensor, "batch pos"],
-    ) -> Any:
+    ) -> ProbeEvaluation:
         """Analyzer entry point: evaluate a fitted probe on one batch (a :class:`ProbeEvaluation`)."""
         from ._evaluate import ProbeEvaluator
 
@@ -464,40 +486,7 @@ class InputProbe(Analyzer):
             ridge_products=settings["ridge_products"],
             check_fingerprint=check_fingerprint,
         )
-        probe._restore(meta, tensors)
+        probe.__dict__.update(fitted_state(meta, tensors))
         if model is not None:
             probe.check_model(adapt(model))
         return probe
-
-    def _restore(self, meta: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-        """Fill the fitted state from a validated artifact (see :func:`lensbox.probes._probe_io.read_probe`)."""
-        n_layers = int(meta["n_layers"])
-        self.fitted_sites = [resolve_site(name, n_layers) for name in meta["sites"]]
-        self.model_name = meta["model_name"]
-        self.fingerprint = meta["fingerprint"]
-        self.d_model, self.d_vocab, self.n_layers = int(meta["d_model"]), int(meta["d_vocab"]), n_layers
-        self.training = dict(meta["training"])
-        self.metrics = meta["metrics"]
-        self.timings = {k: float(v) for k, v in meta["timings"].items()}
-        self.majority = {int(k): [int(i) for i in v] for k, v in meta["majority"].items()}
-        self.token_counts = tensors["token_counts"].long()
-        n_ridge = self.training.get("n_ridge_samples") or {}
-        n_soft = self.training.get("n_softmax_samples") or {}
-        for s in self.fitted_sites:
-            for k in self.offsets:
-                key = site_key(s, k)
-                if f"ridge/{key}/weight" in tensors:
-                    self.ridge[(s, k)] = RidgeProbe(
-                        weight=tensors[f"ridge/{key}/weight"].float(),
-                        bias=tensors[f"ridge/{key}/bias"].float(),
-                        n_samples=int(n_ridge.get(key, 0)),
-                        penalty=float(meta["ridge_penalty"].get(key, 0.0)),
-                    )
-                if f"softmax/{key}/weight" in tensors:
-                    self.softmax[(s, k)] = SoftmaxProbe(
-                        weight=tensors[f"softmax/{key}/weight"].float(),
-                        bias=tensors[f"softmax/{key}/bias"].float(),
-                        classes=tensors[f"softmax/{key}/classes"].long(),
-                        n_samples=int(n_soft.get(key, 0)),
-                    )
-        self.fitted = True

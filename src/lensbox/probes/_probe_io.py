@@ -32,7 +32,7 @@ from .._errors import ArtifactError, LensboxError
 from .._io import read_artifact, read_json, write_artifact
 from ..core import Fingerprint
 from ..core._sites import Site, resolve_site
-from ._maps import SoftmaxSettings
+from ._maps import RidgeProbe, SoftmaxProbe, SoftmaxSettings
 from ._offsets import check_offsets
 
 FORMAT = "lensbox.input_probe"
@@ -348,3 +348,43 @@ def check_tensors(meta: Mapping[str, Any], tensors: Mapping[str, Tensor], root: 
     extra = sorted(set(tensors) - used)
     if extra:
         raise _bad_tensor(root, extra[0], "only the tensors of the sites, offsets and kinds in the JSON", repr(extra[:5]))
+
+
+def fitted_state(meta: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> dict[str, Any]:
+    """The fitted attributes of an :class:`~lensbox.probes.InputProbe` from a validated artifact (see :func:`read_probe`)."""
+    state: dict[str, Any] = {
+        "fitted_sites": list(meta["sites"]),
+        "model_name": meta["model_name"],
+        "fingerprint": meta["fingerprint"],
+        "d_model": meta["d_model"],
+        "d_vocab": meta["d_vocab"],
+        "n_layers": meta["n_layers"],
+        "training": dict(meta["training"]),
+        "metrics": meta["metrics"],
+        "timings": {k: float(v) for k, v in meta["timings"].items()},
+        "majority": {int(k): [int(i) for i in v] for k, v in meta["majority"].items()},
+        "token_counts": tensors["token_counts"].long(),
+        "ridge": {},
+        "softmax": {},
+        "fitted": True,
+    }
+    n_ridge = state["training"].get("n_ridge_samples") or {}
+    n_soft = state["training"].get("n_softmax_samples") or {}
+    for s in meta["sites"]:
+        for k in meta["offsets"]:
+            key = site_key(s, k)
+            if f"ridge/{key}/weight" in tensors:
+                state["ridge"][(s, k)] = RidgeProbe(
+                    weight=tensors[f"ridge/{key}/weight"].float(),
+                    bias=tensors[f"ridge/{key}/bias"].float(),
+                    n_samples=int(n_ridge.get(key, 0)),
+                    penalty=float(meta["ridge_penalty"].get(key, 0.0)),
+                )
+            if f"softmax/{key}/weight" in tensors:
+                state["softmax"][(s, k)] = SoftmaxProbe(
+                    weight=tensors[f"softmax/{key}/weight"].float(),
+                    bias=tensors[f"softmax/{key}/bias"].float(),
+                    classes=tensors[f"softmax/{key}/classes"].long(),
+                    n_samples=int(n_soft.get(key, 0)),
+                )
+    return state
