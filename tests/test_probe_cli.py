@@ -32,8 +32,8 @@ def test_train_then_eval(model_dir, text_file, tmp_path, capsys):
     out = tmp_path / "probe"
     code = main(
         [
-            "--quiet", "train-probe", "--model", str(model_dir), "--text", str(text_file), "--window", "16",
-            "--tokens", "800", "--sites", "embed,0", "--offsets=0,-1", "--kinds", "ridge,softmax", "--epochs", "2",
+            "--quiet", "train-probe", str(text_file), "--model", str(model_dir), "--window", "16",
+            "--max-tokens", "800", "--sites", "embed,0", "--offsets=0,-1", "--kinds", "ridge,softmax", "--epochs", "2",
             "--eval-tokens", "160", "--out", str(out),
         ]
     )
@@ -48,8 +48,8 @@ def test_train_then_eval(model_dir, text_file, tmp_path, capsys):
     csv, js, png = tmp_path / "acc.csv", tmp_path / "acc.json", tmp_path / "acc.png"
     code = main(
         [
-            "--quiet", "eval-probe", str(out), "--model", str(model_dir), "--tokens", "160", "--csv", str(csv),
-            "--json", str(js), "--plot", str(png), "--method", "ridge_cos", "--update",
+            "eval-probe", str(out), "--model", str(model_dir), "--max-tokens", "160", "--out", str(csv),
+            "--out", str(js), "--out", str(png), "--method", "ridge_cos", "--update", "-q",
         ]
     )
     assert code == 0
@@ -67,20 +67,24 @@ def test_eval_rejects_another_model(model_dir, text_file, tmp_path, capsys):
     out = tmp_path / "probe"
     assert main(
         [
-            "--quiet", "train-probe", "--model", str(model_dir), "--text", str(text_file), "--window", "16",
-            "--tokens", "400", "--sites", "embed", "--offsets=0", "--out", str(out),
+            "--quiet", "train-probe", str(text_file), "--model", str(model_dir), "--window", "16",
+            "--max-tokens", "400", "--sites", "embed", "--offsets=0", "--out", str(out),
         ]
     ) == 0
     other = tmp_path / "other_model"
     tiny_hf_llama(seed=5, n_layers=2).save_pretrained(other, safe_serialization=True)
     smollm2_tokenizer().save_pretrained(other)
     capsys.readouterr()
-    code = main(["--quiet", "eval-probe", str(out), "--model", str(other), "--tokens", "64"])
+    code = main(["--quiet", "eval-probe", str(out), "--model", str(other), "--max-tokens", "64"])
     assert code == 2
     assert "another model" in capsys.readouterr().err
 
 
-def test_bad_offsets_message(model_dir, text_file, tmp_path, capsys):
+def test_bad_offsets_message(model_dir, text_file, tmp_path, capsys, monkeypatch):
+    # old spellings (--text, --tokens) still work; the offsets are checked before the model loads
+    from lensbox.cli import _common
+
+    monkeypatch.setattr(_common, "load_model", lambda args: pytest.fail("the model was loaded"))
     code = main(
         [
             "--quiet", "train-probe", "--model", str(model_dir), "--text", str(text_file), "--window", "8",

