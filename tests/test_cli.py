@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from lensbox.cli import _common, build_parser, main
+from lensbox.cli import _common, build_parser, main, verb_parsers
 
 VERBS = ("lens", "analyzers", "train-lens", "eval-lens", "train-probe", "eval-probe")
 
@@ -28,9 +28,7 @@ def no_model(monkeypatch):
 
 
 def _verb_parsers():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return parser, sub.choices
+    return build_parser(), verb_parsers()
 
 
 @pytest.mark.smollm2

@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def verb_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each verb's own parser, by name (what ``lensbox VERB --help`` prints)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lensbox`` command; returns the exit code.
 
@@ -63,4 +70,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-__all__ = ["build_parser", "main", "write_result"]
+__all__ = ["build_parser", "main", "verb_parsers", "write_result"]
