@@ -241,7 +241,7 @@ def data_items(args: argparse.Namespace, *, what: str, example: str) -> list[Pat
                 fix="check the spelling of the path",
             )
     if args.corpus:
-        from ..data._corpus import CORPORA
+        from ..data import CORPORA
 
         handbook = args.corpus == "debian-handbook" or args.corpus.startswith("debian-handbook:")
         if args.corpus not in CORPORA and not handbook:

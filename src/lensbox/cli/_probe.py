@@ -69,29 +69,25 @@ def _data_spec(args: argparse.Namespace, saved: dict[str, Any] | None = None) ->
     }
 
 
-def load_windows(adapter: Any, spec: dict[str, Any], part: str, max_tokens: int, *, progress: bool) -> Any:
-    """Token windows ``[n, window]`` of one part ('train' or 'val') of the text described by ``spec``."""
+def _load_windows(adapter: Any, spec: dict[str, Any], part: str, max_tokens: int, *, progress: bool) -> Any:
+    """Token windows ``[n, window]`` of one part ('train' or 'val') of the text described by ``spec``.
+
+    The text is cut by :func:`lensbox.data.windows` (as for training and evaluation) and split
+    by :func:`lensbox.data.split_windows`; at most ``max_tokens // window`` windows are kept.
+    """
     import torch
 
-    from ..data import fetch_corpus, read_texts, split_windows, token_windows
+    from ..data import fetch_corpus, split_windows, windows
 
-    if spec["text"]:
-        texts = read_texts([Path(p) for p in spec["text"]])
-    else:
-        texts = read_texts(fetch_corpus(spec["corpus"], progress=progress))
-    tok = adapter.tokenizer
-    if tok is None:
+    paths = [Path(p) for p in spec["text"]] if spec["text"] else fetch_corpus(spec["corpus"], progress=progress)
+    if adapter.tokenizer is None:
         raise InputError(
             "The model has no tokenizer to cut text into windows.",
             expected="a model with a tokenizer",
             received="model.tokenizer is None",
             fix="load the model with its tokenizer",
         )
-
-    def encode(s: str) -> list[int]:
-        return list(tok.encode(s, add_special_tokens=False))
-
-    stream = token_windows(texts, encode, spec["window"], bos_id=None, sep_id=getattr(tok, "eos_token_id", None))
+    stream = windows(adapter.tokenizer, paths, window=spec["window"], kind="paths")
     if spec["val_fraction"] > 0:
         stream = split_windows(stream, part, val_fraction=spec["val_fraction"], seed=spec["seed"])  # type: ignore[arg-type]
     elif part == "val":
@@ -101,16 +97,15 @@ def load_windows(adapter: Any, spec: dict[str, Any], part: str, max_tokens: int,
             received="val_fraction=0",
             fix=f"pass --val-fraction {DEFAULT_VAL_FRACTION}",
         )
-    n_max = max(1, int(max_tokens) // spec["window"])
-    windows = list(itertools.islice(stream, n_max))
-    if not windows:
+    rows = list(itertools.islice(stream, max(1, int(max_tokens) // spec["window"])))
+    if not rows:
         raise InputError(
             f"The text has no {part} windows.",
             expected=f"at least one window of {spec['window']} tokens in the {part} part",
             received="none",
             fix="use more text, a shorter --window or a larger --val-fraction",
         )
-    return torch.stack(windows).to(adapter.device)
+    return torch.stack(rows).to(adapter.device)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -130,12 +125,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         include_mid=args.include_mid, skip_first=args.skip_first, softmax=softmax,
     )
     adapter = adapt(common.load_model(args))
-    windows = load_windows(adapter, spec, "train", args.max_tokens, progress=not args.quiet)
+    windows = _load_windows(adapter, spec, "train", args.max_tokens, progress=not args.quiet)
     common.say(args, f"training on {windows.numel()} tokens ({windows.shape[0]} windows of {windows.shape[1]})")
     probe.fit(adapter, windows, batch_size=args.batch_size, progress=not args.quiet)
     probe.training["data"] = {**spec, "part": "train", "max_tokens": args.max_tokens}
     if args.eval_tokens > 0:
-        val = load_windows(adapter, spec, "val", args.eval_tokens, progress=not args.quiet)
+        val = _load_windows(adapter, spec, "val", args.eval_tokens, progress=not args.quiet)
         common.say(args, f"evaluating on {val.numel()} held-out tokens")
         result = probe.evaluate(adapter, val, batch_size=args.batch_size)
         print(result.table())
@@ -162,7 +157,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     adapter = adapt(common.load_model(args))
     probe.check_model(adapter)
     part = "val" if spec["val_fraction"] > 0 else "train"
-    windows = load_windows(adapter, spec, part, args.max_tokens, progress=not args.quiet)
+    windows = _load_windows(adapter, spec, part, args.max_tokens, progress=not args.quiet)
     common.say(args, f"evaluating on {windows.numel()} held-out tokens ({windows.shape[0]} windows)")
     result = probe.evaluate(
         adapter, windows, batch_size=args.batch_size, candidates=args.candidates, sites=args.sites,
@@ -282,4 +277,4 @@ def add_subcommands(sub: Any) -> None:
     _add_eval(sub, d)
 
 
-__all__ = ["add_subcommands", "load_windows"]
+__all__ = ["add_subcommands"]
