@@ -5,6 +5,7 @@ fails the test, so a check that ran too late shows up as a failure.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -244,10 +245,26 @@ def test_existing_artifact_folder_refused_before_the_model(verb, tmp_path, no_mo
     out = tmp_path / "out"
     out.mkdir()
     (out / "thesis.tex").write_text("mine", encoding="utf-8")
+    for extra in ([], ["--overwrite"]):  # a folder of the user's files is never replaced
+        assert main(["-q", verb, str(text), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "holds files that are not a saved" in err and "never deletes" in err
+    assert (out / "thesis.tex").read_text(encoding="utf-8") == "mine"
+
+
+@pytest.mark.parametrize("verb, meta, fmt", [("train-lens", "config.json", "lensbox.tuned_lens"),
+                                             ("train-probe", "probe.json", "lensbox.input_probe")])
+def test_existing_artifact_needs_overwrite(verb, meta, fmt, tmp_path, no_model, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("hello", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / meta).write_text(json.dumps({"format": fmt, "format_version": 2}), encoding="utf-8")
     assert main(["-q", verb, str(text), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "already exists" in err and "--overwrite" in err
-    assert (out / "thesis.tex").read_text(encoding="utf-8") == "mine"
+    assert "already exists" in err and "pass --overwrite" in err
+    with pytest.raises(AssertionError, match="the model was loaded"):  # --overwrite gets past the check
+        main(["-q", verb, str(text), "--out", str(out), "--overwrite"])
 
 
 def test_missing_lens_folder_before_the_model(tmp_path, no_model, capsys):

@@ -280,8 +280,28 @@ def check_output_file(path: str, suffixes: Sequence[str], *, flag: str = "--out"
     return out
 
 
+#: Artifact folders the verbs write: what -> (metadata file, its "format"; "kind" in version 1 probes).
+ARTIFACTS = {"tuned lens": ("config.json", "lensbox.tuned_lens"), "probe": ("probe.json", "lensbox.input_probe")}
+
+
+def _holds_artifact(folder: Path, what: str) -> bool:
+    import json
+
+    meta_file, fmt = ARTIFACTS[what]
+    try:
+        head = json.loads((folder / meta_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(head, dict) and fmt in (head.get("format"), head.get("kind"))
+
+
 def check_output_folder(path: str, *, overwrite: bool, what: str) -> Path:
-    """An artifact folder: its parent exists; an existing non-empty folder needs ``--overwrite``."""
+    """An artifact folder (``what``: a key of :data:`ARTIFACTS`), checked before any work.
+
+    Its parent must exist; an existing non-empty folder must hold an artifact of the same
+    kind and needs ``--overwrite``; a folder holding anything else is refused (the library
+    never deletes files it did not write, so saving would fail after the work).
+    """
     out = Path(path).expanduser()
     _check_parent(out, "--out")
     if out.exists() and not out.is_dir():
@@ -291,12 +311,21 @@ def check_output_folder(path: str, *, overwrite: bool, what: str) -> Path:
             received=str(out),
             fix="pick another --out",
         )
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if not out.is_dir() or not any(out.iterdir()):
+        return out
+    if not _holds_artifact(out, what):
         raise InputError(
-            f"The {what} folder {str(out)!r} already exists and is not empty.",
+            f"The folder {str(out)!r} already exists and holds files that are not a saved {what}.",
+            expected=f"a new or empty folder, or an existing {what} folder (with --overwrite)",
+            received=f"{out} containing {sorted(p.name for p in out.iterdir())[:5]}",
+            fix="pick another --out; lensbox never deletes files it did not write",
+        )
+    if not overwrite:
+        raise InputError(
+            f"The {what} folder {str(out)!r} already exists.",
             expected="a new or empty folder",
-            received=str(out),
-            fix="pass --overwrite to replace an existing artifact, or pick another --out",
+            received=f"an existing {what} at {out}",
+            fix="pass --overwrite to replace it, or pick another --out",
         )
     return out
 

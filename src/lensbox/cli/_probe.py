@@ -26,8 +26,7 @@ EVAL_SUFFIXES = (".csv", ".json", ".png", ".svg", ".pdf")
 
 
 def _defaults() -> dict[str, Any]:
-    from ..probes._evaluate import evaluate_probe
-    from ..probes._probe import InputProbe, SoftmaxSettings
+    from ..probes import InputProbe, SoftmaxSettings, evaluate_probe
 
     d = common.library_defaults(InputProbe)
     d.update({f"softmax_{k}": v for k, v in common.library_defaults(SoftmaxSettings).items()})
@@ -109,8 +108,8 @@ def _load_windows(adapter: Any, spec: dict[str, Any], part: str, max_tokens: int
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..core._adapter import adapt
-    from ..probes._probe import InputProbe, SoftmaxSettings
+    from ..core import adapt
+    from ..probes import InputProbe, SoftmaxSettings
 
     out = common.check_output_folder(args.out, overwrite=args.overwrite, what="probe")
     offsets = _parse_offsets(args.offsets)
@@ -121,7 +120,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         restrict_vocab=not args.full_vocab,
     )
     probe = InputProbe(
-        args.sites, offsets=offsets, kinds=args.kinds, alpha=args.alpha, decode=args.decode,
+        args.sites, offsets=offsets, kinds=[k.strip() for k in args.kinds.split(",") if k.strip()], alpha=args.alpha, decode=args.decode,
         include_mid=args.include_mid, skip_first=args.skip_first, softmax=softmax,
     )
     adapter = adapt(common.load_model(args))
@@ -132,23 +131,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.eval_tokens > 0:
         val = _load_windows(adapter, spec, "val", args.eval_tokens, progress=not args.quiet)
         common.say(args, f"evaluating on {val.numel()} held-out tokens")
-        result = probe.evaluate(adapter, val, batch_size=args.batch_size)
+        result = probe.evaluate(adapter, val, batch_size=args.batch_size, progress=not args.quiet, store_metrics=True)
         print(result.table())
-    common.wrote(args, _save_probe(probe, out, overwrite=args.overwrite))
+    common.wrote(args, probe.save(out, overwrite=args.overwrite))
     return 0
 
 
-def _save_probe(probe: Any, out: Path, *, overwrite: bool) -> Path:
-    import inspect
-
-    if "overwrite" in inspect.signature(probe.save).parameters:
-        return probe.save(out, overwrite=overwrite)
-    return probe.save(out)
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ..core._adapter import adapt
-    from ..probes._probe import InputProbe
+    from ..core import adapt
+    from ..probes import InputProbe
 
     outs = [common.check_output_file(t, EVAL_SUFFIXES) for t in args.out or []]
     probe = InputProbe.load(args.probe)
@@ -161,13 +152,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     common.say(args, f"evaluating on {windows.numel()} held-out tokens ({windows.shape[0]} windows)")
     result = probe.evaluate(
         adapter, windows, batch_size=args.batch_size, candidates=args.candidates, sites=args.sites,
-        store_metrics=args.update,
+        store_metrics=args.update, progress=not args.quiet,
     )
     print(result.table(args.method, k=args.k, bucket=args.bucket))
     for path in outs:
         common.wrote(args, _write_probe_evaluation(result, path, method=args.method, k=args.k))
     if args.update:
-        _save_probe(probe, Path(args.probe), overwrite=True)
+        probe.save(args.probe, overwrite=True)
         common.say(args, f"updated metrics in {args.probe}")
     return 0
 

@@ -151,12 +151,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     data, _ = _data(args, what="held-out text", example="lensbox eval-lens held_out.txt --lens my-lens")
     model = common.load_model(args)
     ev = evaluate(
-        model, lenses, data, window=args.window, max_tokens=args.max_tokens, sites=args.sites,
+        model, data, lenses, window=args.window, max_tokens=args.max_tokens, sites=args.sites,
         batch_size=args.batch_size, chunk_rows=args.chunk_rows, progress=not args.quiet,
     )
-    table = ev.table(args.metric)
     print(f"{args.metric} per site, held-out text ({ev.tokens} tokens):")
-    print(table if isinstance(table, str) else table.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(ev.table(args.metric))
     print("mean (non-final sites): " + ", ".join(f"{n}={ev.mean(n, args.metric):.4f}" for n in ev.lenses))
     for path in outs:
         common.wrote(args, _write_evaluation(ev, path, metric=args.metric))
