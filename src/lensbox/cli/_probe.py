@@ -131,7 +131,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.eval_tokens > 0:
         val = _load_windows(adapter, spec, "val", args.eval_tokens, progress=not args.quiet)
         common.say(args, f"evaluating on {val.numel()} held-out tokens")
-        result = probe.evaluate(adapter, val, batch_size=args.batch_size, progress=not args.quiet, store_metrics=True)
+        result = probe.evaluate(adapter, val, batch_size=args.batch_size, progress=not args.quiet,
+                                store_metrics=True)
         print(result.table())
     common.wrote(args, probe.save(out, overwrite=args.overwrite))
     return 0
