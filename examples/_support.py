@@ -102,3 +102,29 @@ def where(site: Any, n_layers: int) -> str:
     kind = getattr(getattr(site, "kind", None), "value", "")
     what = {"resid_post": "the output of", "resid_mid": "the middle of", "resid_pre": "the input of"}.get(kind, "block")
     return f"`{name}` ({what} block {layer}; blocks are numbered 0–{n_layers - 1})"
+
+
+def listing(folder: Path) -> str:
+    """The files of an artifact folder with their sizes."""
+    return "\n".join(f"{p.name:<26} {p.stat().st_size:>12,} bytes" for p in sorted(folder.iterdir()))
+
+
+def artifact_json(path: Path) -> str:
+    """An artifact's JSON metadata, with long lists and strings shortened for a page."""
+    import json
+
+    def shorten(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: shorten(x) for k, x in v.items()}
+        if isinstance(v, list):
+            head = [shorten(x) for x in v[:3]]
+            return head + [f"... {len(v) - 3} more"] if len(v) > 4 else [shorten(x) for x in v]
+        if isinstance(v, str) and len(v) > 64:
+            return v[:24] + "..." + v[-8:]
+        return v
+
+    import re
+
+    text = json.dumps(shorten(json.loads(Path(path).read_text(encoding="utf-8"))), indent=2)
+    # lists of plain values on one line
+    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",\n")) + "]", text)
