@@ -120,7 +120,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         restrict_vocab=not args.full_vocab,
     )
     probe = InputProbe(
-        args.sites, offsets=offsets, kinds=[k.strip() for k in args.kinds.split(",") if k.strip()], alpha=args.alpha, decode=args.decode,
+        args.sites, offsets=offsets, kinds=[k.strip() for k in args.kinds.split(",") if k.strip()],
+        alpha=args.alpha, decode=args.decode,
         include_mid=args.include_mid, skip_first=args.skip_first, softmax=softmax,
     )
     adapter = adapt(common.load_model(args))

@@ -76,46 +76,35 @@ def _check_train_args(args: argparse.Namespace) -> Path:
     return common.check_output_folder(args.out, overwrite=args.overwrite, what="tuned lens")
 
 
+def _settings(args: argparse.Namespace, corpus: dict[str, Any]) -> Any:
+    """The run's :class:`~lensbox.training.TrainSettings` (its own checks run here, before the model loads)."""
+    from ..training import TrainSettings
+
+    return TrainSettings(
+        sites=args.sites, include_mid=args.include_mid, steps=args.steps, token_budget=args.max_tokens,
+        batch_size=args.batch_size, grad_accum=args.grad_accum, window=args.window, lr=args.lr,
+        schedule=args.schedule, warmup_steps=args.warmup_steps, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
+        max_val_tokens=args.max_val_tokens, init=args.init, init_tokens=args.init_tokens, ridge=args.ridge,
+        sites_per_token=args.sites_per_token, chunk_rows=args.chunk_rows, checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.quiet, corpus=corpus,
+    )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..training._train import train_tuned_lens
+    from ..training import train_with_settings
 
     out = _check_train_args(args)
     data, corpus = _data(args, what="training text", example="lensbox train-lens --corpus botchan --out my-lens")
-    model = common.load_model(args)
-    lens = train_tuned_lens(
-        model,
-        data,
-        sites=args.sites,
-        include_mid=args.include_mid,
-        steps=args.steps,
-        token_budget=args.max_tokens,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        window=args.window,
-        lr=args.lr,
-        schedule=args.schedule,
-        warmup_steps=args.warmup_steps,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        max_val_tokens=args.max_val_tokens,
-        init=args.init,
-        init_tokens=args.init_tokens,
-        ridge=args.ridge,
-        sites_per_token=args.sites_per_token,
-        chunk_rows=args.chunk_rows,
-        checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-        progress=not args.quiet,
-        corpus=corpus,
-    )
+    settings = _settings(args, corpus)
+    lens = train_with_settings(common.load_model(args), data, settings)
     if int(os.environ.get("RANK", "0")) == 0:
         lens.save(out, overwrite=args.overwrite)
+        training = lens.config.get("training", {})
         metrics = lens.config.get("metrics", {})
-        keys = ("val_kl_mean", "val_tokens", "train_tokens", "train_tokens_per_s", "train_s", "init_s", "init_tokens")
-        summary = {k: metrics[k] for k in keys if k in metrics}
+        summary = {k: training[k] for k in ("train_windows", "text_tokens", "val_tokens", "steps") if k in training}
+        keys = ("val_kl_mean", "train_tokens", "train_tokens_per_s", "train_s", "init_s")
+        summary.update({k: metrics[k] for k in keys if k in metrics})
         print(json.dumps({"saved": str(out), **summary}))
     return 0
 
