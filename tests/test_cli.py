@@ -119,11 +119,12 @@ def test_same_flag_names_in_every_verb():
 
 def test_defaults_come_from_the_library():
     from lensbox.lenses import evaluate
-    from lensbox.training._train import train_tuned_lens
+    from lensbox.training import TrainSettings
 
     parser, _ = _verb_parsers()
     train = parser.parse_args(["train-lens", "a.txt", "--out", "x"])
-    lib = _common.library_defaults(train_tuned_lens)
+    lib = _common.library_defaults(TrainSettings)
+    assert lib["sites_per_token"] == 4 and lib["batch_size"] == 1  # the measured fast path
     for name in ("window", "batch_size", "val_fraction", "ridge", "init", "sites_per_token", "optimizer"):
         assert getattr(train, name) == lib[name], name
     ev = parser.parse_args(["eval-lens", "a.txt"])
