@@ -7,7 +7,7 @@ numbers in a :class:`~lensbox.LensResult`. Subclasses say which sites they decod
 """
 
 import abc
-from typing import Dict, List, Literal, Optional
+from typing import Dict, List, Optional
 
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -17,9 +17,7 @@ from ..core._registry import Analyzer
 from ..core._sites import Site, SitesSpec
 from ._decoders import Decoder, DecoderLike, make_decoder
 from ._result import LensResult, result_from_stats
-from ._stats import lens_statistics
-
-NonFinitePolicy = Literal["raise", "mark"]
+from ._stats import NonFinitePolicy, lens_statistics
 
 
 class LensAnalyzer(Analyzer, abc.ABC):

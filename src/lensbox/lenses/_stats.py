@@ -20,7 +20,7 @@ Numerics: the reference distributions are normalised with cascade sums (not
 logits reach +-200, every statistic stays within 1e-4 of a float64 computation.
 """
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Literal, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float, Int
@@ -41,6 +41,9 @@ from ._kernels import (
 )
 from .._errors import InputError, ModelError, NonFiniteError
 from ..core._sites import Site
+
+#: What to do with NaN / inf activations: raise NonFiniteError, or mark those cells' statistics NaN.
+NonFinitePolicy = Literal["raise", "mark"]
 
 STAT_FIELDS = (
     "next_logprob",
@@ -188,7 +191,7 @@ def lens_statistics(
     final: Float[Tensor, "batch pos d_model"],
     k: int = 5,
     chunk_rows: int = 512,
-    on_nonfinite: str = "raise",
+    on_nonfinite: str = "raise",  # a NonFinitePolicy; str so that a bad value gets the InputError below
     model_logits: Optional[Float[Tensor, "batch pos d_vocab"]] = None,
 ) -> Dict[str, Tensor]:
     """Compute every lens statistic in bounded memory.
