@@ -3,6 +3,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 import lensbox
 from lensbox import Analyzer, InputError, LensboxError, Site
@@ -37,8 +38,138 @@ def test_register_and_analyze_one_pass():
 
 def test_duplicate_name_rejected():
     lensbox.register_analyzer("dup_test", CountTokens, overwrite=True)
+    lensbox.register_analyzer("dup_test", CountTokens)  # the same factory again: a no-op
+    other = lambda: CountTokens()  # noqa: E731
     with pytest.raises(LensboxError, match="already registered"):
-        lensbox.register_analyzer("dup_test", lambda: CountTokens())
+        lensbox.register_analyzer("dup_test", other)
+    assert lensbox.get_analyzer("dup_test") is CountTokens
+    lensbox.register_analyzer("dup_test", other, overwrite=True)
+    assert lensbox.get_analyzer("dup_test") is other
+
+
+class MyLens(CountTokens):
+    name = "logit_lens"
+
+
+def _fresh_registry_run(body: str) -> str:
+    """Run ``body`` in a new interpreter (a registry nobody has looked anything up in yet)."""
+    code = "import lensbox\nfrom lensbox.core._registry import _REGISTERED\n" + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_builtin_name_refused_before_any_lookup():
+    out = _fresh_registry_run(
+        """
+        from lensbox import LensboxError
+        try:
+            lensbox.register_analyzer("logit_lens", object)
+        except LensboxError as e:
+            print("refused", "lensbox.lenses._logit:LogitLens" in str(e))
+        print(lensbox.get_analyzer("logit_lens").__name__)
+        """
+    )
+    assert out.splitlines() == ["refused True", "LogitLens"]
+
+
+def test_builtin_name_refused_after_a_lookup():
+    from lensbox.lenses._logit import LogitLens
+
+    assert lensbox.get_analyzer("logit_lens") is LogitLens
+    with pytest.raises(LensboxError, match="already registered") as info:
+        lensbox.register_analyzer("logit_lens", MyLens)
+    assert "built-in" in str(info.value) and "overwrite=True" in str(info.value)
+    assert lensbox.get_analyzer("logit_lens") is LogitLens
+
+
+def test_overwrite_of_a_builtin_is_kept_in_either_order():
+    # before any lookup (a fresh interpreter), then looked up, listed and analyzed
+    out = _fresh_registry_run(
+        """
+        class Mine:
+            pass
+        lensbox.register_analyzer("logit_lens", Mine, overwrite=True)
+        lensbox.available_analyzers()
+        import lensbox.lenses, lensbox.probes  # importing every analyzer module changes nothing
+        print(lensbox.get_analyzer("logit_lens") is Mine, lensbox.get_analyzer("tuned_lens").__name__)
+        """
+    )
+    assert out == "True TunedLens"
+    # after a lookup (this interpreter)
+    from lensbox.lenses._logit import LogitLens
+    from lensbox.core._registry import _REGISTERED
+
+    assert lensbox.get_analyzer("logit_lens") is LogitLens
+    try:
+        lensbox.register_analyzer("logit_lens", MyLens, overwrite=True)
+        lensbox.available_analyzers()
+        assert lensbox.get_analyzer("logit_lens") is MyLens
+        out = lensbox.analyze(tiny_bridge(), "one two", analyzers=["logit_lens"])
+        assert set(out["logit_lens"]) == {"n", "shape"}  # MyLens ran, not the built-in
+    finally:
+        _REGISTERED.pop("logit_lens", None)
+    assert lensbox.get_analyzer("logit_lens") is LogitLens
+
+
+def test_every_builtin_resolves_to_an_analyzer_class():
+    from lensbox.core._registry import BUILTIN_ANALYZERS
+
+    assert set(BUILTIN_ANALYZERS) <= set(lensbox.available_analyzers())
+    for name, spec in BUILTIN_ANALYZERS.items():
+        cls = lensbox.get_analyzer(name)
+        assert isinstance(cls, type) and issubclass(cls, Analyzer), spec
+        assert cls.name == name, spec
+
+
+def test_analyzer_is_abstract():
+    class NoRun(Analyzer):
+        def sites(self, adapter):
+            return []
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoRun()
+
+
+class WantsLogits(CountTokens):
+    name = "wants_logits"
+    needs_logits = True
+
+    def run(self, adapter, streams, tokens, *, logits=None):
+        return logits
+
+
+def test_logits_reach_analyzers_that_ask():
+    bridge = tiny_bridge()
+    tokens = lensbox.adapt(bridge).to_tokens("one two three")
+    out = lensbox.analyze(bridge, tokens, analyzers=[WantsLogits(), CountTokens()])
+    with torch.no_grad():
+        expected, cache = bridge.run_with_cache(tokens)
+    assert torch.equal(out["wants_logits"], expected)
+    assert out["count_tokens"]["n"] == tokens.numel()
+    from_cache = lensbox.analyze(bridge, tokens, analyzers=[WantsLogits()], cache=cache)
+    assert from_cache["wants_logits"] is None  # a user's cache carries no logits
+
+
+def test_fwd_hooks_pass_through():
+    bridge = tiny_bridge()
+    tokens = lensbox.adapt(bridge).to_tokens("one two three")
+
+    def zero(act, hook):
+        return act * 0
+
+    class Resid(CountTokens):
+        name = "resid"
+
+        def run(self, adapter, streams, tokens):
+            return streams[Site.resid_post(1)]
+
+    out = lensbox.analyze(bridge, tokens, analyzers=[Resid()], fwd_hooks=[("blocks.1.hook_resid_post", zero)])
+    assert float(out["resid"].abs().max()) == 0.0
+    plain = lensbox.analyze(bridge, tokens, analyzers=[Resid()])
+    assert float(plain["resid"].abs().max()) > 0.0
+    with pytest.raises(InputError, match="fwd_hooks cannot act on a cache"):
+        lensbox.analyze(bridge, tokens, analyzers=[Resid()], cache={}, fwd_hooks=[("blocks.1.hook_resid_post", zero)])
 
 
 def test_unknown_analyzer_lists_names():
@@ -48,8 +179,14 @@ def test_unknown_analyzer_lists_names():
 
 
 def test_bad_spec():
-    with pytest.raises(InputError, match="analyzer specification"):
-        lensbox.analyze(tiny_bridge(), "hi", analyzers=[42])
+    # analyze() is annotated, so the test run's type checker stops a bad spec first; without it
+    # (a user's run) the spec reaches this check.
+    from lensbox.core._analyze import _instantiate
+
+    for bad in (42, ("logit_lens", 3), ("logit_lens",)):
+        with pytest.raises(InputError, match="analyzer specification") as info:
+            _instantiate(bad)
+        assert repr(bad) in str(info.value)
 
 
 def test_cache_missing_hooks():

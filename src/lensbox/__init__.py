@@ -8,7 +8,9 @@ from ._cache import cache_dir
 from .lenses._decoders import Decoder, EmbedTransposeDecoder, LastBlocksDecoder
 from .models._loading import DEFAULT_MODEL, load_hf_model, load_model
 from .lenses._logit import LogitLens, logit_lens
-from .core._registry import Analyzer, analyze, available_analyzers, get_analyzer, register_analyzer
+from .core._analyzer import Analyzer
+from .core._analyze import analyze
+from .core._registry import available_analyzers, get_analyzer, register_analyzer
 from .lenses._result import METRICS, LensResult
 from .models._convert import to_hooked_transformer
 from .data import CORPORA, fetch_corpus, read_texts, token_windows, train_val_split

@@ -6,7 +6,7 @@ tokenizer. The rest of lensbox talks only to the adapter. See ``README_adapters.
 beside this file for the facts each branch relies on.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from jaxtyping import Float, Int
@@ -274,6 +274,22 @@ class ModelAdapter:
         Streams are moved to the unembedding's device (a no-op unless the model is split
         over several devices with ``device_map``), where the statistics are computed.
         """
+        return self.capture(tokens, sites)[0]
+
+    def capture(
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        sites: Sequence[Site],
+        *,
+        keep_logits: bool = False,
+        fwd_hooks: Sequence[Tuple[str, Callable[..., Any]]] = (),
+    ) -> Tuple[Dict[Site, Float[Tensor, "batch pos d_model"]], Optional[Float[Tensor, "batch pos d_vocab"]]]:
+        """One forward pass: the streams at ``sites`` and (with ``keep_logits``) the output logits.
+
+        ``fwd_hooks`` (TransformerLens ``(hook name, function)`` pairs, e.g. an ablation)
+        run before the capture hooks, so the captured streams include their edits. The
+        logits are ``None`` unless ``keep_logits``.
+        """
         wanted: Dict[str, List[Site]] = {}
         for s in sites:
             wanted.setdefault(self.hook_name(s), []).append(s)
@@ -287,9 +303,9 @@ class ModelAdapter:
 
             return hook
 
-        hooks = [(name, make_hook(group)) for name, group in wanted.items()]
+        hooks = list(fwd_hooks) + [(name, make_hook(group)) for name, group in wanted.items()]
         with torch.no_grad():
-            self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None)
+            out = self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits" if keep_logits else None)
         missing = [s for s in sites if s not in store]
         if missing:
             raise ModelError(
@@ -298,7 +314,8 @@ class ModelAdapter:
                 received=f"hooks fired: {sorted({self.hook_name(s) for s in store})}",
                 fix="report this model type to lensbox; its hook names differ from TransformerLens's",
             )
-        return store
+        logits = out.detach().to(device) if keep_logits else None
+        return store, logits
 
     def run_blocks_from(
         self,

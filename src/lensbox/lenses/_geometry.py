@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..core._adapter import Inputs, ModelAdapter, ModelLike
 from .._errors import InputError
-from ..core._registry import Analyzer, analyze
+from ..core import Analyzer, analyze
 from ..core._sites import Site, SitesSpec
 
 TokenLike = Union[str, int]

@@ -13,7 +13,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core._adapter import ModelAdapter
-from ..core._registry import Analyzer
+from ..core import Analyzer
 from ..core._sites import Site, SitesSpec
 from ._decoders import Decoder, DecoderLike, make_decoder
 from ._result import LensResult, result_from_stats

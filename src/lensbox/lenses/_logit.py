@@ -3,7 +3,7 @@
 from typing import Any, List, Optional
 
 from ..core._adapter import Inputs, ModelAdapter, ModelLike
-from ..core._registry import analyze
+from ..core import analyze
 from ..core._sites import Site, SitesSpec
 from ._decoders import DecoderLike
 from ._lens import LensAnalyzer, NonFinitePolicy

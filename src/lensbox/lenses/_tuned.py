@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from .._errors import ArtifactError, InputError, ModelError, SiteError
 from ..core._adapter import Inputs, ModelAdapter, ModelLike, adapt
 from ..core._fingerprint import check_fingerprint as check_model_fingerprint
-from ..core._registry import analyze
+from ..core import analyze
 from ..core._sites import Site, SiteKind, SitesSpec, parse_sites
 from ._decoders import ResidStream, SiteMapDecoder
 from ._lens import LensAnalyzer, NonFinitePolicy

@@ -29,8 +29,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .._errors import InputError, NonFiniteError
-from ..core import Fingerprint, ModelAdapter, ModelLike, SitesSpec, adapt, check_fingerprint
-from ..core._registry import Analyzer
+from ..core import Analyzer, Fingerprint, ModelAdapter, ModelLike, SitesSpec, adapt, check_fingerprint
 from ..core._sites import Site, resolve_site
 from ._maps import RidgeProbe, SoftmaxProbe, SoftmaxSettings
 from ._options import Decode, ProbeKind, check_alpha, check_decode, check_kinds, check_skip_first

@@ -1,0 +1,42 @@
+"""The abstract :class:`Analyzer`: what every analysis run by :func:`lensbox.analyze` implements."""
+
+import abc
+from typing import Any, Dict, List, Optional
+
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ._adapter import ModelAdapter
+from ._sites import Site
+
+
+class Analyzer(abc.ABC):
+    """Base class of analyzers: set ``name``, implement :meth:`sites` and :meth:`run`.
+
+    An analyzer declares the residual-stream sites it needs; :func:`lensbox.analyze`
+    captures the union of every analyzer's sites in one forward pass and calls each
+    analyzer's :meth:`run` with its own streams. An analyzer that sets
+    ``needs_logits = True`` also receives the model's output logits from that pass as
+    ``logits=`` (``None`` when the streams were read from an activation cache).
+    """
+
+    name: str = "analyzer"
+    needs_logits: bool = False
+
+    @abc.abstractmethod
+    def sites(self, adapter: ModelAdapter) -> List[Site]:
+        """The residual-stream sites this analyzer needs on ``adapter``'s model."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        adapter: ModelAdapter,
+        streams: Dict[Site, Float[Tensor, "batch pos d_model"]],
+        tokens: Int[Tensor, "batch pos"],
+        *,
+        logits: Optional[Float[Tensor, "batch pos d_vocab"]] = None,
+    ) -> Any:
+        """Compute the result from the captured ``streams`` (one entry per site of :meth:`sites`).
+
+        ``logits`` is passed only to analyzers with ``needs_logits = True``.
+        """
