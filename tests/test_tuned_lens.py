@@ -79,8 +79,6 @@ def test_translator_matches_plain_pytorch(model):
 
 
 def test_registered_and_loadable_by_path(model, tmp_path):
-    import lensbox._builtin  # noqa: F401
-
     lens = random_lens(model)
     lens.save(tmp_path / "lens")
     assert get_analyzer("tuned_lens") is TunedLens
