@@ -18,6 +18,8 @@ bash .ci/compat.sh
 echo "== documentation site"
 bash scripts/build_docs.sh
 export LENSBOX_SITE_DIR="$PWD/site"
+echo "== import layering (import-linter contracts in pyproject.toml)"
+lint-imports
 echo "== main suite"
 python -m pytest -q -ra "$@"
 echo "test.sh: total $(( $(date +%s) - start )) s"

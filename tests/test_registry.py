@@ -7,6 +7,7 @@ import torch
 
 import lensbox
 from lensbox import Analyzer, InputError, LensboxError, Site
+from lensbox.core import get_analyzer
 
 from models import tiny_bridge
 
@@ -42,9 +43,9 @@ def test_duplicate_name_rejected():
     other = lambda: CountTokens()  # noqa: E731
     with pytest.raises(LensboxError, match="already registered"):
         lensbox.register_analyzer("dup_test", other)
-    assert lensbox.get_analyzer("dup_test") is CountTokens
+    assert get_analyzer("dup_test") is CountTokens
     lensbox.register_analyzer("dup_test", other, overwrite=True)
-    assert lensbox.get_analyzer("dup_test") is other
+    assert get_analyzer("dup_test") is other
 
 
 class MyLens(CountTokens):
@@ -53,7 +54,7 @@ class MyLens(CountTokens):
 
 def _fresh_registry_run(body: str) -> str:
     """Run ``body`` in a new interpreter (a registry nobody has looked anything up in yet)."""
-    code = "import lensbox\nfrom lensbox.core._registry import _REGISTERED\n" + textwrap.dedent(body)
+    code = "import lensbox\nfrom lensbox.core import get_analyzer\n" + textwrap.dedent(body)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip()
@@ -67,7 +68,7 @@ def test_builtin_name_refused_before_any_lookup():
             lensbox.register_analyzer("logit_lens", object)
         except LensboxError as e:
             print("refused", "lensbox.lenses._logit:LogitLens" in str(e))
-        print(lensbox.get_analyzer("logit_lens").__name__)
+        print(get_analyzer("logit_lens").__name__)
         """
     )
     assert out.splitlines() == ["refused True", "LogitLens"]
@@ -76,11 +77,11 @@ def test_builtin_name_refused_before_any_lookup():
 def test_builtin_name_refused_after_a_lookup():
     from lensbox.lenses._logit import LogitLens
 
-    assert lensbox.get_analyzer("logit_lens") is LogitLens
+    assert get_analyzer("logit_lens") is LogitLens
     with pytest.raises(LensboxError, match="already registered") as info:
         lensbox.register_analyzer("logit_lens", MyLens)
     assert "built-in" in str(info.value) and "overwrite=True" in str(info.value)
-    assert lensbox.get_analyzer("logit_lens") is LogitLens
+    assert get_analyzer("logit_lens") is LogitLens
 
 
 def test_overwrite_of_a_builtin_is_kept_in_either_order():
@@ -92,7 +93,7 @@ def test_overwrite_of_a_builtin_is_kept_in_either_order():
         lensbox.register_analyzer("logit_lens", Mine, overwrite=True)
         lensbox.available_analyzers()
         import lensbox.lenses, lensbox.probes  # importing every analyzer module changes nothing
-        print(lensbox.get_analyzer("logit_lens") is Mine, lensbox.get_analyzer("tuned_lens").__name__)
+        print(get_analyzer("logit_lens") is Mine, get_analyzer("tuned_lens").__name__)
         """
     )
     assert out == "True TunedLens"
@@ -100,16 +101,16 @@ def test_overwrite_of_a_builtin_is_kept_in_either_order():
     from lensbox.lenses._logit import LogitLens
     from lensbox.core._registry import _REGISTERED
 
-    assert lensbox.get_analyzer("logit_lens") is LogitLens
+    assert get_analyzer("logit_lens") is LogitLens
     try:
         lensbox.register_analyzer("logit_lens", MyLens, overwrite=True)
         lensbox.available_analyzers()
-        assert lensbox.get_analyzer("logit_lens") is MyLens
+        assert get_analyzer("logit_lens") is MyLens
         out = lensbox.analyze(tiny_bridge(), "one two", analyzers=["logit_lens"])
         assert set(out["logit_lens"]) == {"n", "shape"}  # MyLens ran, not the built-in
     finally:
         _REGISTERED.pop("logit_lens", None)
-    assert lensbox.get_analyzer("logit_lens") is LogitLens
+    assert get_analyzer("logit_lens") is LogitLens
 
 
 def test_every_builtin_resolves_to_an_analyzer_class():
@@ -117,7 +118,7 @@ def test_every_builtin_resolves_to_an_analyzer_class():
 
     assert set(BUILTIN_ANALYZERS) <= set(lensbox.available_analyzers())
     for name, spec in BUILTIN_ANALYZERS.items():
-        cls = lensbox.get_analyzer(name)
+        cls = get_analyzer(name)
         assert isinstance(cls, type) and issubclass(cls, Analyzer), spec
         assert cls.name == name, spec
 
@@ -174,7 +175,7 @@ def test_fwd_hooks_pass_through():
 
 def test_unknown_analyzer_lists_names():
     with pytest.raises(LensboxError) as info:
-        lensbox.get_analyzer("no_such")
+        get_analyzer("no_such")
     assert "logit_lens" in str(info.value) and "entry-point" in str(info.value)
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from lensbox import Site, SiteError, SiteKind
+from lensbox import SiteError
+from lensbox.core import Site, SiteKind, SitesSpec
 from lensbox.core._sites import default_sites, parse_sites, resolve_site
 
 
@@ -26,7 +27,7 @@ def test_unknown_site_lists_valid_choices():
 def test_layer_out_of_range():
     with pytest.raises(SiteError, match="Layer 30 does not exist"):
         resolve_site(30, 30)
-    with pytest.raises(SiteError):
+    with pytest.raises(SiteError, match="resid_post.31 is outside this model"):
         resolve_site(Site.resid_post(31), 30)
 
 
@@ -52,3 +53,20 @@ def test_parse_ranges_and_dedup():
     assert [s.name for s in got] == ["embed", "resid_post.0", "resid_mid.1", "resid_post.1", "resid_post.2", "resid_post.4"]
     with pytest.raises(SiteError, match="No sites"):
         parse_sites([], 5)
+
+
+@pytest.mark.parametrize(
+    "spec, names",
+    [
+        (None, ["embed", "resid_post.0", "resid_post.1", "resid_post.2"]),
+        ("all", ["embed", "resid_post.0", "resid_post.1", "resid_post.2"]),
+        (1, ["resid_post.1"]),
+        ("final", ["resid_post.2"]),
+        (Site.resid_mid(1), ["resid_mid.1"]),
+        ("embed,1-2", ["embed", "resid_post.1", "resid_post.2"]),
+        ([0, "resid_pre.2", Site.embed()], ["embed", "resid_post.0", "resid_pre.2"]),
+        ((s for s in ["final", 0]), ["resid_post.0", "resid_post.2"]),
+    ],
+)
+def test_every_sites_spec_form(spec: SitesSpec, names):
+    assert [s.name for s in parse_sites(spec, 3)] == names

@@ -10,7 +10,7 @@ import torch
 import lensbox
 from lensbox import ArtifactError, InputError, ModelError, Site, SiteError
 from lensbox._io import sha256_file
-from lensbox.core._registry import get_analyzer
+from lensbox.core import get_analyzer
 from lensbox.lenses._tuned import Translators, TunedLens, translator_sites, tuned_lens
 
 from test_tuned_lens_models import TEXT, tiny_model

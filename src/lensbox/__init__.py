@@ -1,93 +1,164 @@
 """lensbox: hook-point analyzers for TransformerLens models.
 
-Importing lensbox has no side effects and imports no optional package.
+The root holds the everyday API (``__all__``). Everything else lives in a sub-package:
+
+* ``lensbox.core``: sites, the model adapter and its fingerprint, analyzers, ``analyze`` and the registry;
+* ``lensbox.lenses``: logit lens, tuned lens, decoders, the metric table, lens evaluation, geometry;
+* ``lensbox.training``: tuned-lens training;
+* ``lensbox.probes``: input-reconstruction probes and their evaluation;
+* ``lensbox.data``: corpora, text reading and token windows;
+* ``lensbox.models``: loading and converting models;
+* ``lensbox.plot``: plots (matplotlib and plotly are imported only when a plot is drawn);
+* ``lensbox.cli``: the ``lensbox`` command.
+
+Names that used to sit at the root still work (``lensbox.NAME``) with a ``DeprecationWarning``
+naming their new home. Importing lensbox has no side effects and imports no optional package.
 """
 
-from .core._adapter import ModelAdapter, adapt
-from ._cache import cache_dir
-from .lenses._decoders import Decoder, EmbedTransposeDecoder, LastBlocksDecoder
-from .models._loading import DEFAULT_MODEL, load_hf_model, load_model
-from .lenses._logit import LogitLens, logit_lens
-from .core._analyzer import Analyzer
-from .core._analyze import analyze
-from .core._registry import available_analyzers, get_analyzer, register_analyzer
-from .lenses._result import METRICS, LensResult
-from .models._convert import to_hooked_transformer
-from .data import CORPORA, fetch_corpus, read_texts, token_windows, train_val_split
-from .lenses._geometry import ResidualNorms, TokenPlaneTrajectory, residual_norms, token_plane_trajectory
-from .lenses._tuned import TunedLens, tuned_lens
-from .training._train import train_tuned_lens
-from .lenses._evaluate import LensEvaluation, evaluate
-from .probes import (
-    InputProbe,
-    ProbeEvaluation,
-    RidgeProbe,
-    SoftmaxProbe,
-    SoftmaxSettings,
-    embedding_relation,
-    evaluate_probe,
-    fit_softmax,
-)
-from ._errors import ArtifactError, InputError, LensboxError, ModelError, NonFiniteError, SiteError
-from .core._sites import Site, SiteKind
-from .core._tokens import sequence_labels, token_label, tokenizer_kind, visible_text
-from . import plot
+import importlib
+import sys
+import warnings
+from typing import Any, Dict, List, Tuple
 
-__version__ = "0.1.0"
+from ._cache import cache_dir as cache_dir
+from ._errors import ArtifactError as ArtifactError
+from ._errors import InputError as InputError
+from ._errors import LensboxError as LensboxError
+from ._errors import ModelError as ModelError
+from ._errors import NonFiniteError as NonFiniteError
+from ._errors import SiteError as SiteError
+from ._io import lensbox_version as _lensbox_version
+from .core import Analyzer as Analyzer
+from .core import Site as Site
+from .core import adapt as adapt
+from .core import analyze as analyze
+from .core import available_analyzers as available_analyzers
+from .core import register_analyzer as register_analyzer
+from .data import fetch_corpus as fetch_corpus
+from .data import read_texts as read_texts
+from .lenses import METRICS as METRICS
+from .lenses import LensEvaluation as LensEvaluation
+from .lenses import LensResult as LensResult
+from .lenses import LogitLens as LogitLens
+from .lenses import TunedLens as TunedLens
+from .lenses import evaluate as evaluate
+from .lenses import logit_lens as logit_lens
+from .lenses import residual_norms as residual_norms
+from .lenses import token_plane_trajectory as token_plane_trajectory
+from .lenses import tuned_lens as tuned_lens
+from .probes import InputProbe as InputProbe
+from .probes import ProbeEvaluation as ProbeEvaluation
+from .probes import evaluate_probe as evaluate_probe
+
+# Not yet exported by their sub-package's __init__ (its owner adds them; then import from there):
+from .models._loading import load_model as load_model
+from .training._train import train_tuned_lens as train_tuned_lens
+
+
+__version__: str = _lensbox_version()  # from the installed metadata; "0+unknown" in a bare source tree
 
 __all__ = [
-    "InputProbe",
-    "RidgeProbe",
-    "SoftmaxProbe",
-    "SoftmaxSettings",
-    "fit_softmax",
-    "ProbeEvaluation",
-    "embedding_relation",
-    "evaluate_probe",
-    "LensEvaluation",
-    "evaluate",
+    # lenses
+    "logit_lens",
+    "LogitLens",
+    "tuned_lens",
     "TunedLens",
     "train_tuned_lens",
-    "tuned_lens",
-    "CORPORA",
-    "to_hooked_transformer",
-    "ResidualNorms",
-    "TokenPlaneTrajectory",
-    "fetch_corpus",
-    "plot",
-    "read_texts",
-    "residual_norms",
-    "sequence_labels",
-    "token_label",
-    "token_plane_trajectory",
-    "token_windows",
-    "tokenizer_kind",
-    "train_val_split",
-    "visible_text",
-    "DEFAULT_MODEL",
-    "METRICS",
-    "Analyzer",
-    "Decoder",
-    "EmbedTransposeDecoder",
-    "LastBlocksDecoder",
     "LensResult",
-    "LogitLens",
-    "analyze",
-    "available_analyzers",
-    "cache_dir",
-    "get_analyzer",
-    "load_hf_model",
+    "METRICS",
+    "evaluate",
+    "LensEvaluation",
+    "residual_norms",
+    "token_plane_trajectory",
+    # probes
+    "InputProbe",
+    "evaluate_probe",
+    "ProbeEvaluation",
+    # models and data
     "load_model",
-    "logit_lens",
+    "cache_dir",
+    "fetch_corpus",
+    "read_texts",
+    # analyzers and sites
+    "analyze",
+    "Analyzer",
     "register_analyzer",
-    "ArtifactError",
-    "InputError",
-    "LensboxError",
-    "ModelAdapter",
-    "ModelError",
-    "NonFiniteError",
-    "Site",
-    "SiteError",
-    "SiteKind",
+    "available_analyzers",
     "adapt",
+    "Site",
+    # errors
+    "LensboxError",
+    "InputError",
+    "ModelError",
+    "SiteError",
+    "ArtifactError",
+    "NonFiniteError",
 ]
+
+_SUBPACKAGES = ("core", "lenses", "training", "probes", "data", "models", "plot", "cli")
+
+# Names that left the root: name -> (new public home, module that defines it today). The
+# warning names the public home once its __init__ exports the name, the defining module until then.
+_MOVED: Dict[str, Tuple[str, str]] = {
+    "ModelAdapter": ("lensbox.core", "lensbox.core._adapter"),
+    "SiteKind": ("lensbox.core", "lensbox.core._sites"),
+    "get_analyzer": ("lensbox.core", "lensbox.core._registry"),
+    "sequence_labels": ("lensbox.core", "lensbox.core._tokens"),
+    "token_label": ("lensbox.core", "lensbox.core._tokens"),
+    "tokenizer_kind": ("lensbox.core", "lensbox.core._tokens"),
+    "visible_text": ("lensbox.core", "lensbox.core._tokens"),
+    "Decoder": ("lensbox.lenses", "lensbox.lenses._decoders"),
+    "EmbedTransposeDecoder": ("lensbox.lenses", "lensbox.lenses._decoders"),
+    "LastBlocksDecoder": ("lensbox.lenses", "lensbox.lenses._decoders"),
+    "ResidualNorms": ("lensbox.lenses", "lensbox.lenses._geometry"),
+    "TokenPlaneTrajectory": ("lensbox.lenses", "lensbox.lenses._geometry"),
+    "RidgeProbe": ("lensbox.probes", "lensbox.probes"),
+    "SoftmaxProbe": ("lensbox.probes", "lensbox.probes"),
+    "SoftmaxSettings": ("lensbox.probes", "lensbox.probes"),
+    "fit_softmax": ("lensbox.probes", "lensbox.probes"),
+    "embedding_relation": ("lensbox.probes", "lensbox.probes"),
+    "CORPORA": ("lensbox.data", "lensbox.data"),
+    "token_windows": ("lensbox.data", "lensbox.data"),
+    "train_val_split": ("lensbox.data", "lensbox.data"),
+    "DEFAULT_MODEL": ("lensbox.models", "lensbox.models._loading"),
+    "load_hf_model": ("lensbox.models", "lensbox.models._loading"),
+    "to_hooked_transformer": ("lensbox.models", "lensbox.models._convert"),
+}
+
+
+_WRAPPERS = ("jaxtyping", "beartype", "typeguard")  # runtime type checkers that wrap __getattr__ in tests
+
+
+def _moved(name: str) -> Any:
+    home, defined_in = _MOVED[name]
+    # stacklevel pointing at the code outside lensbox (and outside type-checking wrappers) that asked
+    frame, level = sys._getframe(), 1
+    while frame is not None and (
+        frame.f_code.co_filename == __file__ or str(frame.f_globals.get("__name__", "")).split(".")[0] in _WRAPPERS
+    ):
+        frame, level = frame.f_back, level + 1
+    for module in (home, defined_in):
+        try:
+            value = getattr(importlib.import_module(module), name)
+        except AttributeError:
+            continue
+        warnings.warn(
+            f"lensbox.{name} has moved: import it from {module} (`from {module} import {name}`); "
+            "the root alias will be removed in a future release.",
+            DeprecationWarning,
+            stacklevel=level,
+        )
+        return value
+    raise AttributeError(f"module 'lensbox' has no attribute {name!r} (it moved to {home}, which lacks it)")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"lensbox.{name}")
+    if name in _MOVED:
+        return _moved(name)
+    raise AttributeError(f"module 'lensbox' has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__) | set(_MOVED) | set(_SUBPACKAGES))

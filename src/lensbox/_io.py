@@ -51,7 +51,8 @@ def _umask() -> int:
     return mask
 
 
-def _lensbox_version() -> str:
+def lensbox_version() -> str:
+    """The installed lensbox version (``"0+unknown"`` in a source tree that was never installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -312,7 +313,7 @@ def write_artifact(
         header = {
             "format": format,
             "format_version": format_version,
-            "lensbox_version": _lensbox_version(),
+            "lensbox_version": lensbox_version(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "files": files,
         }

@@ -14,7 +14,7 @@ KL and log-probabilities come from the one kernel in :mod:`lensbox.lenses._stats
 final site's KL is exactly 0.
 
 Lenses are given by name: ``'logit'`` (the logit lens), a :class:`~lensbox.TunedLens`
-or a saved lens directory, any :class:`~lensbox.Decoder`, or a TransformerLens
+or a saved lens directory, any :class:`~lensbox.lenses.Decoder`, or a TransformerLens
 ``JacobianLens`` (its transport matrices then the model's decoder).
 """
 

@@ -160,7 +160,7 @@ class Translators(nn.Module):
 
 
 class TunedDecoder(SiteMapDecoder):
-    """A :class:`~lensbox.Decoder` whose ``prepare`` applies the site's translator.
+    """A :class:`~lensbox.lenses.Decoder` whose ``prepare`` applies the site's translator.
 
     Decoding afterwards is the model's final norm + unembedding, chunk by chunk, as
     for the logit lens. The final site is passed through unchanged.
