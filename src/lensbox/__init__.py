@@ -49,10 +49,10 @@ from .lenses import tuned_lens as tuned_lens
 from .probes import InputProbe as InputProbe
 from .probes import ProbeEvaluation as ProbeEvaluation
 from .probes import evaluate_probe as evaluate_probe
+from .training import train_tuned_lens as train_tuned_lens
 
 # Not yet exported by their sub-package's __init__ (its owner adds them; then import from there):
 from .models._loading import load_model as load_model
-from .training._train import train_tuned_lens as train_tuned_lens
 
 
 __version__: str = _lensbox_version()  # from the installed metadata; "0+unknown" in a bare source tree

@@ -65,7 +65,7 @@ def _cmd_lens(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyzers(args: argparse.Namespace) -> int:
-    from ..core._registry import available_analyzers
+    from ..core import available_analyzers
 
     for name in available_analyzers():
         print(name)
