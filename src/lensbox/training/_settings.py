@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 from .._errors import InputError
 from ..core._sites import SitesSpec
+from ..lenses import TunedLens
 
 Schedule = Literal["cosine", "linear", "constant"]
 OptimizerName = Literal["adam", "sgd"]
@@ -47,7 +48,7 @@ class TrainSettings:
     seed: int = 0
     val_fraction: float = 0.05
     max_val_tokens: int = 2048
-    init: Any = "lstsq"
+    init: Union[InitName, TunedLens] = "lstsq"
     init_tokens: Optional[int] = None
     ridge: float = 1e-3
     sites_per_token: Optional[int] = 4

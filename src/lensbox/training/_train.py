@@ -6,6 +6,7 @@ translator sites and the final site are captured. See ``README.md`` beside this 
 
 import dataclasses
 import math
+import os
 import sys
 import time
 import warnings
@@ -53,7 +54,7 @@ def train_tuned_lens(
     sites_per_token: Optional[int] = 4,
     chunk_rows: int = 512,
     shuffle_buffer: int = 64,
-    checkpoint_dir: Any = None,
+    checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
     checkpoint_every: int = 50,
     resume: bool = False,
     progress: bool = True,
