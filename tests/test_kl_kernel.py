@@ -70,7 +70,7 @@ def test_evaluate_final_site_kl_is_zero() -> None:
 
 @pytest.mark.smollm2
 def test_final_site_kl_is_zero_smollm2(smollm2_model: Any) -> None:
-    from lensbox.data._corpus import fetch_corpus, read_texts
+    from lensbox.data import fetch_corpus, read_texts
 
     text = read_texts(fetch_corpus("botchan", progress=False))[0][20_000:40_000]
     ev = evaluate(smollm2_model, [text], {"logit": "logit"}, window=128, max_tokens=256, batch_size=2, progress=False)
