@@ -12,12 +12,12 @@ train_text, held_out_text = novel[:cut], novel[cut:]
 
 sites = ["embed"] + [f"resid_post.{i}" for i in range(0, 30, 4)] + ["final"]
 probe = InputProbe(sites=sites, offsets=(0, -1, 1))        # this token, the one before, the next one
-probe.fit(model, [train_text], window=128, max_tokens=8_192)   # small, so the site builds fast
+probe.fit(model, [train_text], window=128, max_tokens=8_192, progress=False)   # small, so the site builds fast
 print(probe)
 # --8<-- [end:fit]
 
 # --8<-- [start:evaluate]
-evaluation = probe.evaluate(model, [held_out_text], window=128, max_tokens=2_048)
+evaluation = probe.evaluate(model, [held_out_text], window=128, max_tokens=2_048, progress=False)
 print(evaluation.table())
 # --8<-- [end:evaluate]
 

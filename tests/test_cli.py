@@ -398,3 +398,27 @@ def test_sigint_in_a_real_process_leaves_no_partial_csv(tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["lensbox: interrupted (no partial output was written)"]
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- eval-lens and a lens's training text
+
+
+def test_eval_lens_refuses_the_training_text_before_the_model(tmp_path, no_model, capsys):
+    text, other = tmp_path / "train.txt", tmp_path / "other.txt"
+    text.write_text("hello", encoding="utf-8")
+    other.write_text("bonjour", encoding="utf-8")
+    lens = tmp_path / "lens"
+    lens.mkdir()
+    config = {"format": "lensbox.tuned_lens", "format_version": 2, "corpus": {"files": [str(text.resolve())]},
+              "training": {"window": 16, "val_fraction": 0.1, "seed": 0}}
+    (lens / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert main(["-q", "eval-lens", str(text), "--lens", str(lens)]) == 2
+    err = capsys.readouterr().err
+    assert "the text lens 'lens' was trained on" in err and "--held-out" in err
+    assert main(["-q", "eval-lens", str(other), "--lens", str(lens), "--held-out"]) == 2
+    assert "--held-out needs a lens trained on this text" in capsys.readouterr().err
+    (lens / "config.json").write_text(json.dumps({**config, "corpus": {"name": "botchan", "files": 1}}), "utf-8")
+    assert main(["-q", "eval-lens", "--corpus", "botchan", "--lens", str(lens)]) == 2
+    assert "was trained on" in capsys.readouterr().err
+    with pytest.raises(AssertionError, match="the model was loaded"):  # other text goes ahead
+        main(["-q", "eval-lens", str(other), "--lens", str(lens)])

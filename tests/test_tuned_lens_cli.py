@@ -42,12 +42,26 @@ def test_train_then_eval(setup, capsys):
     assert "resume" in capsys.readouterr().err
 
     csv, png, js = root / "ev.csv", root / "ev.png", root / "ev.json"
-    rc = main(["-q", "eval-lens", str(text), "--model", model_dir, "--window", "16", "--lens", f"tuned={out}",
-               "--out", str(csv), "--out", str(png), "--out", str(js)])
+    ev_argv = ["-q", "eval-lens", str(text), "--model", model_dir, "--window", "16", "--lens", f"tuned={out}",
+               "--out", str(csv), "--out", str(png), "--out", str(js)]
+    # the lens's own training text is refused (its config.json records it) ...
+    assert main(ev_argv) == 2
+    err = capsys.readouterr().err
+    assert "the text lens 'tuned' was trained on" in err and "--held-out" in err
+    assert not csv.exists()
+    # ... and --held-out scores exactly the windows its training run held out
+    rc = main(ev_argv + ["--held-out"])
     assert rc == 0
     shown = capsys.readouterr().out
     assert "resid_post.1" in shown and "tuned" in shown and "mean" in shown
     data = json.loads(js.read_text())
+    from transformers import AutoTokenizer
+
+    from lensbox.data import split_windows, windows
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    n_val = sum(1 for _ in split_windows(windows(tok, [text], window=16), "val", val_fraction=0.2, seed=0))
+    assert n_val > 0 and data["tokens"] == n_val * 16
     assert data["lenses"] == ["logit", "tuned"]
     assert data["mean_kl"]["tuned"] < data["mean_kl"]["logit"]
     assert csv.read_text().startswith("lens,site,kl,ce,bpb,top1_agree")

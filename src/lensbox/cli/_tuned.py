@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._errors import InputError
+from .._errors import InputError, LensboxError
 from . import _common as common
 
 #: What ``lensbox eval-lens --out`` can write, by extension.
@@ -44,7 +44,7 @@ def _data(args: argparse.Namespace, *, what: str, example: str) -> tuple[list[An
         if spec is not None:
             corpus.update({"source": f"{spec.registry}:{spec.package}=={spec.version}", "license": spec.license})
     if corpus is None:
-        corpus = {"files": [str(p) for p in items[:20]]}
+        corpus = {"files": [str(Path(p).resolve()) for p in items[:20]]}
     return items, corpus
 
 
@@ -131,6 +131,55 @@ def _lens_specs(args: argparse.Namespace) -> dict[str, Any]:
     return lenses
 
 
+def _trained_on(args: argparse.Namespace, lenses: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """``(lens name, its training settings)`` for a lens whose recorded training text is the text given."""
+    from .._io import read_json
+
+    given = {str(Path(p).expanduser().resolve()) for p in args.files or []}
+    for name, path in lenses.items():
+        if not isinstance(path, Path) or not (path / "config.json").is_file():
+            continue
+        try:
+            config = read_json(path / "config.json", what=f"the lens at {path}")
+        except LensboxError:
+            continue  # evaluate() reports a damaged lens with the details
+        corpus = config.get("corpus") if isinstance(config.get("corpus"), dict) else {}
+        files = corpus.get("files") if isinstance(corpus.get("files"), list) else []
+        same_corpus = bool(args.corpus) and corpus.get("name") == args.corpus
+        same_files = bool(given & {str(Path(f).expanduser().resolve()) for f in files if isinstance(f, str)})
+        if same_corpus or same_files:
+            training = config.get("training") if isinstance(config.get("training"), dict) else {}
+            return name, training
+    return None
+
+
+def _held_out_windows(model: Any, data: list[Any], training: dict[str, Any], max_tokens: int | None) -> Any:
+    """The windows a lens's training run held out: same window, split rule and seed as that run."""
+    import itertools
+
+    import torch
+
+    from ..core import adapt
+    from ..data import split_windows, windows
+
+    window, val_fraction, seed = int(training["window"]), float(training["val_fraction"]), int(training["seed"])
+    if val_fraction <= 0:
+        raise InputError(
+            "The lens was trained on all of this text (val_fraction 0): nothing was held out.",
+            expected="a lens trained with --val-fraction > 0, or other text",
+            received=f"val_fraction={val_fraction}",
+            fix="evaluate on text the lens was not trained on",
+        )
+    stream = split_windows(windows(adapt(model).tokenizer, data, window=window), "val", val_fraction=val_fraction,
+                           seed=seed)
+    limit = None if max_tokens is None else max(1, max_tokens // window)
+    rows = list(itertools.islice(stream, limit))
+    if not rows:
+        raise InputError("The lens's training run held out no windows of this text.", expected="held-out windows",
+                         received="none", fix="evaluate on other text")
+    return torch.stack(rows), window
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ..lenses import evaluate
 
@@ -138,9 +187,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     lenses = _lens_specs(args)
     common.check_device(args)
     data, _ = _data(args, what="held-out text", example="lensbox eval-lens held_out.txt --lens my-lens")
+    trained = _trained_on(args, lenses)
+    if trained is not None and not args.held_out:
+        raise InputError(
+            f"This is the text lens {trained[0]!r} was trained on (its config.json records it).",
+            expected="held-out text",
+            received=", ".join(args.files or []) or f"--corpus {args.corpus}",
+            fix="pass --held-out to score only the windows its training run held out, or give other text",
+        )
+    if args.held_out and trained is None:
+        raise InputError(
+            "--held-out needs a lens trained on this text.",
+            expected="a --lens whose config.json records this text as its training text",
+            received="no such lens",
+            fix="drop --held-out (the text is already held out for these lenses)",
+        )
     model = common.load_model(args)
+    window = args.window
+    if trained is not None:
+        data, window = _held_out_windows(model, data, trained[1], args.max_tokens)
+        common.say(args, f"scoring the {data.shape[0]} windows of {window} tokens held out by {trained[0]!r}")
     ev = evaluate(
-        model, data, lenses, window=args.window, max_tokens=args.max_tokens, sites=args.sites,
+        model, data, lenses, window=window, max_tokens=args.max_tokens, sites=args.sites,
         batch_size=args.batch_size, chunk_rows=args.chunk_rows, progress=not args.quiet,
     )
     print(f"{args.metric} per site, held-out text ({ev.tokens} tokens):")
@@ -246,6 +314,10 @@ def _add_eval(sub: Any) -> None:
     ev.add_argument("--lens", action="append", default=None,
                     help="a lens folder, or NAME=DIR (repeatable; tuned-lens folders too) (default: none)")
     ev.add_argument("--no-logit", action="store_true", help="leave out the logit lens")
+    ev.add_argument("--held-out", action="store_true",
+                    help="the text is a lens's training text: score only the windows its training run held out "
+                         "(same window, split and seed; a lens's config.json records its training text, and "
+                         "scoring that text without this flag is refused)")
     ev.add_argument("--sites", default=None, help="restrict to these sites (default: every site a lens has)")
     common.add_window(ev, d["window"])
     common.add_max_tokens(ev, default=d["max_tokens"], help="evaluate at most this many tokens (default: all)")
