@@ -87,3 +87,16 @@ def test_no_logits_no_check(gemma2: Any, tiny_tokens: torch.Tensor, monkeypatch:
     lens = LogitLens()
     streams = adapter.run_and_capture(tiny_tokens, lens.sites(adapter))
     lens.run(adapter, streams, tiny_tokens, logits=None)
+
+
+def test_analyze_hands_over_the_logits(gemma2: Any, tiny_tokens: torch.Tensor, monkeypatch: Any) -> None:
+    """End to end: logit_lens / tuned_lens run the check on the forward pass's logits; a user's cache has none."""
+    res = lensbox.logit_lens(gemma2, tiny_tokens)
+    assert float(res.kl_final[:, -1].max()) == 0.0
+    _, cache = gemma2.run_with_cache(tiny_tokens)
+    monkeypatch.setattr(_kernels, "logit_softcap", lambda adapter: None)
+    with pytest.raises(ModelError, match="Gemma|TransformerBridge"):
+        lensbox.logit_lens(gemma2, tiny_tokens)
+    with pytest.raises(ModelError, match="does not reproduce"):
+        lensbox.lenses.tuned_lens(gemma2, tiny_tokens, TunedLens.identity(gemma2))
+    lensbox.logit_lens(gemma2, tiny_tokens, cache=cache)  # no logits to compare with
