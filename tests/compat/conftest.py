@@ -33,7 +33,7 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def smollm2_hf() -> Any:
     """SmolLM2-135M-Instruct as a transformers model and tokenizer (lensbox's cached copy)."""
-    import lensbox
+    from lensbox.models import load_hf_model
 
-    model, tok, _ = lensbox.load_hf_model(None, progress=False)
+    model, tok, _ = load_hf_model(None, progress=False)
     return model, tok

@@ -74,12 +74,12 @@ def test_logit_lens_equals_final_norm_and_unembed_by_hand(ht, toks):
 
 
 def test_fingerprint_matches_the_hugging_face_decoder(ht, smollm2_hf):
-    """The adapter's decoder fingerprint is the HF final norm + lm_head, folded or not."""
+    """The fingerprint's decoder record is the HF final norm + lm_head, folded or not."""
     hf, _ = smollm2_hf
-    fp = lensbox.adapt(ht).fingerprint()
-    gen = torch.Generator().manual_seed(20240229)  # the probe vectors fingerprint() decodes
+    fp = lensbox.adapt(ht).fingerprint
+    gen = torch.Generator().manual_seed(20240229)  # the probe vectors the decoder record decodes
     probes = torch.randn(8, 576, generator=gen)
     with torch.no_grad():
         ref = hf.lm_head(hf.model.norm(probes)).log_softmax(-1).topk(3, dim=-1)
-    assert fp["top_ids"] == ref.indices.tolist()
-    assert torch.allclose(torch.tensor(fp["top_logprobs"]), ref.values, atol=1e-3)
+    assert [list(r) for r in fp.decoder_ids] == ref.indices.tolist()
+    assert torch.allclose(torch.tensor(fp.decoder_logprobs), ref.values, atol=1e-3)

