@@ -139,6 +139,23 @@ def test_fingerprint_behaviour_is_the_models_streams_at_the_probe_tokens(bridge)
     assert len(json.dumps(a.fingerprint.to_json())) < 3000  # small: ~0.25 KB per layer
 
 
+def test_fingerprint_behaviour_ignores_dropout_in_training_mode():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from models import smollm2_tokenizer
+
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.5))
+    model = TransformerBridge.boot_transformers("gpt2", hf_model=hf.eval(), tokenizer=smollm2_tokenizer())
+    want = lensbox.adapt(model).fingerprint
+    model.train()
+    with torch.no_grad():
+        hf.transformer.h[0].mlp.c_fc.weight.add_(0.0)  # a new version counter: recomputed, in training mode
+    got = lensbox.adapt(model).fingerprint
+    assert got is not want and got.behaviour == want.behaviour and model.training
+
+
 def test_fingerprint_behaviour_tolerance(bridge):
     from lensbox.core._fingerprint import BEHAVIOUR_RTOL
 

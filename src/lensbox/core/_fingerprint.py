@@ -253,7 +253,8 @@ def site_difference(name: str, saved: Sequence[float], current: Sequence[float])
     if name == "final":
         scale = sum(abs(v) for v in saved) / max(len(saved), 1)
     else:
-        scale = sum(saved[:N_POSITIONS]) / N_POSITIONS  # the norms come first
+        n = max(len(saved) // (1 + N_DIRECTIONS), 1)  # the norms of the n positions come first
+        scale = sum(saved[:n]) / n
     worst = max((abs(x - y) for x, y in zip(saved, current)), default=0.0)
     return worst / max(scale, 1e-12)
 
@@ -375,7 +376,15 @@ def behaviour(adapter: ModelAdapter) -> Behaviour:
     ids = probe_tokens(adapter.d_vocab, adapter.n_ctx)
     tokens = torch.tensor([ids], dtype=torch.long, device=adapter.device)
     sites = [Site.embed()] + [Site.resid_post(i) for i in range(adapter.n_layers)]
-    streams, logits = adapter.capture(tokens, sites, keep_logits=True)
+    model = adapter.model
+    training = isinstance(model, torch.nn.Module) and model.training
+    if training:  # dropout would make the record random
+        model.eval()
+    try:
+        streams, logits = adapter.capture(tokens, sites, keep_logits=True)
+    finally:
+        if training:
+            model.train()
     keep = slice(max(len(ids) - N_POSITIONS, 0), len(ids))
     dirs = torch.tensor(probe_directions(adapter.d_model), dtype=torch.float32, device=adapter.device)
     out = []
