@@ -212,6 +212,28 @@ def test_fingerprint_weights_cover_every_parameter(bridge):
         with torch.no_grad():
             p.copy_(saved)
     assert weights_digest(model) == before
+    # the embedding (49152 x 32 values) is above SAMPLE_LIMIT: an element the strided sample skips still counts
+    W_E = next(p for n, p in model.named_parameters() if "embed_tokens" in n)
+    with torch.no_grad():
+        W_E.view(-1)[1] += 5.0
+    assert weights_digest(model) != before
+
+
+def test_bit_checksums_are_exact_and_position_weighted():
+    from lensbox.core._fingerprint import bit_checksums
+
+    t = torch.randn(3 * (1 << 16) + 5)
+    sums = bit_checksums(t)
+    words = t.view(torch.int32).to(torch.int64)
+    words = torch.cat([words, words.new_zeros((-words.numel()) % (1 << 16))]).view(-1, 1 << 16)
+    want = (words * (torch.arange(1 << 16) % 251 + 1)).sum(-1)  # python ints would agree too
+    assert torch.equal(sums, want) and sums.shape == (4,)
+    swapped = t.clone()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    assert not torch.equal(bit_checksums(swapped), sums)
+    odd = t[:7].to(torch.bfloat16)  # 14 bytes: read as uint8 words
+    want_odd = (odd.view(torch.uint8).to(torch.int64) * (torch.arange(14) % 251 + 1)).sum()
+    assert bit_checksums(odd).tolist() == [int(want_odd)]
 
 
 def test_fingerprint_vocab_and_sizes_refused(bridge):

@@ -4,8 +4,9 @@ A fingerprint records
 
 * the architecture numbers (``n_layers``, ``d_model``, ``d_vocab``), compared exactly;
 * ``weights``: a SHA-256 over every parameter tensor (name, shape, dtype and its values;
-  tensors above :data:`SAMPLE_LIMIT` elements contribute an evenly strided sample of at most
-  that many values (first and last included), copied exactly, so the digest is the same on every device);
+  tensors above :data:`SAMPLE_LIMIT` elements contribute exact integer checksums of every
+  element's bits (:func:`bit_checksums`, computed on the tensor's device) and an evenly strided
+  sample of at most that many values, so the digest is the same on every device);
 * ``behaviour``: what the model does with one fixed probe sequence (:data:`N_TOKENS` token ids
   derived from the vocabulary size, no tokenizer needed), run once through the model with
   :meth:`ModelAdapter.capture`. For every residual-stream site (``embed``, each ``resid_post``)
@@ -313,17 +314,43 @@ def check_fingerprint(saved: Optional[Fingerprint], current: Fingerprint, *, wha
 
 # ---------------------------------------------------------------------------------- computing
 def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-256 over every parameter: name, shape, dtype and values (an evenly strided sample above SAMPLE_LIMIT)."""
+    """SHA-256 over every parameter: name, shape, dtype and values (checksums + a strided sample above SAMPLE_LIMIT)."""
     h = hashlib.sha256()
     with torch.no_grad():
         for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
             t = p.detach().reshape(-1)
             h.update(f"{name}|{tuple(p.shape)}|{p.dtype}|".encode())
             if t.numel() > SAMPLE_LIMIT:
+                h.update(bit_checksums(t).numpy().tobytes())  # every element, computed where it lives
                 step = -(-t.numel() // SAMPLE_LIMIT)
                 t = torch.cat([t[::step], t[-1:]])  # evenly strided, first and last element included
             h.update(t.contiguous().cpu().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+_CHUNK = 1 << 16
+_SLICE = 1 << 22
+
+
+def bit_checksums(flat: Tensor) -> Tensor:
+    """Exact integer sums of a tensor's bit patterns, per chunk of ``2**16`` words, position-weighted.
+
+    The words are the tensor's bytes read as int32 (uint8 when the size is not a multiple of
+    4 bytes), each times ``1 + index % 251``, summed in int64 (no overflow, no rounding): the
+    same on every device, and changing any single element changes a sum. Worked in slices, so
+    the extra memory stays small.
+    """
+    raw = flat.contiguous()
+    words = raw.view(torch.int32) if (raw.numel() * raw.element_size()) % 4 == 0 else raw.view(torch.uint8)
+    out = []
+    for start in range(0, words.numel(), _SLICE):
+        w = words[start : start + _SLICE].to(torch.int64)
+        pad = (-w.numel()) % _CHUNK
+        if pad:
+            w = torch.cat([w, w.new_zeros(pad)])
+        weight = torch.arange(_CHUNK, device=w.device, dtype=torch.int64) % 251 + 1
+        out.append((w.view(-1, _CHUNK) * weight).sum(-1).cpu())
+    return torch.cat(out)
 
 
 def vocab_digest(tokenizer: Any) -> Optional[str]:
