@@ -206,7 +206,7 @@ def _check_file_name(name: Any, *, what: str) -> str:
     return name
 
 
-def _is_artifact_of(folder: Path, fmt: str) -> bool:
+def is_artifact(folder: Path, fmt: str) -> bool:
     """True when ``folder`` holds exactly one ``fmt`` artifact: its JSON file and the files it lists.
 
     A folder with anything else in it (the user's notes, another program's files) is not one.
@@ -243,7 +243,7 @@ def _refuse_target(target: Path, *, fmt: str, overwrite: bool, what: str) -> Non
         )
     if not any(target.iterdir()):
         return
-    if not _is_artifact_of(target, fmt):
+    if not is_artifact(target, fmt):
         raise ArtifactError(
             f"Cannot save {what}: the folder holds files that are not a {fmt!r} artifact.",
             expected=f"a new path, an empty folder, or an existing {fmt!r} artifact (with overwrite=True)",

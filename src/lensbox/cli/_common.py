@@ -280,19 +280,16 @@ def check_output_file(path: str, suffixes: Sequence[str], *, flag: str = "--out"
     return out
 
 
-#: Artifact folders the verbs write: what -> (metadata file, its "format"; "kind" in version 1 probes).
-ARTIFACTS = {"tuned lens": ("config.json", "lensbox.tuned_lens"), "probe": ("probe.json", "lensbox.input_probe")}
+#: Artifact folders the verbs write: what -> their ``"format"``.
+ARTIFACTS = {"tuned lens": "lensbox.tuned_lens", "probe": "lensbox.input_probe"}
 
 
 def _holds_artifact(folder: Path, what: str) -> bool:
-    import json
+    """The library's own test of "an artifact of this kind" (version-1 probe folders included)."""
+    from .._io import is_artifact
+    from ..probes._probe_io import is_v1_probe
 
-    meta_file, fmt = ARTIFACTS[what]
-    try:
-        head = json.loads((folder / meta_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(head, dict) and fmt in (head.get("format"), head.get("kind"))
+    return is_artifact(folder, ARTIFACTS[what]) or (what == "probe" and is_v1_probe(folder))
 
 
 def check_output_folder(path: str, *, overwrite: bool, what: str) -> Path:
