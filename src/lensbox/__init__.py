@@ -18,7 +18,7 @@ naming their new home. Importing lensbox has no side effects and imports no opti
 import importlib
 import sys
 import warnings
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 from ._cache import cache_dir as cache_dir
 from ._errors import ArtifactError as ArtifactError
@@ -95,32 +95,31 @@ __all__ = [
 
 _SUBPACKAGES = ("core", "lenses", "training", "probes", "data", "models", "plot", "cli")
 
-# Names that left the root: name -> (new public home, module that defines it today). The
-# warning names the public home once its __init__ exports the name, the defining module until then.
-_MOVED: Dict[str, Tuple[str, str]] = {
-    "ModelAdapter": ("lensbox.core", "lensbox.core._adapter"),
-    "SiteKind": ("lensbox.core", "lensbox.core._sites"),
-    "get_analyzer": ("lensbox.core", "lensbox.core._registry"),
-    "sequence_labels": ("lensbox.core", "lensbox.core._tokens"),
-    "token_label": ("lensbox.core", "lensbox.core._tokens"),
-    "tokenizer_kind": ("lensbox.core", "lensbox.core._tokens"),
-    "visible_text": ("lensbox.core", "lensbox.core._tokens"),
-    "Decoder": ("lensbox.lenses", "lensbox.lenses._decoders"),
-    "EmbedTransposeDecoder": ("lensbox.lenses", "lensbox.lenses._decoders"),
-    "LastBlocksDecoder": ("lensbox.lenses", "lensbox.lenses._decoders"),
-    "ResidualNorms": ("lensbox.lenses", "lensbox.lenses._geometry"),
-    "TokenPlaneTrajectory": ("lensbox.lenses", "lensbox.lenses._geometry"),
-    "RidgeProbe": ("lensbox.probes", "lensbox.probes"),
-    "SoftmaxProbe": ("lensbox.probes", "lensbox.probes"),
-    "SoftmaxSettings": ("lensbox.probes", "lensbox.probes"),
-    "fit_softmax": ("lensbox.probes", "lensbox.probes"),
-    "embedding_relation": ("lensbox.probes", "lensbox.probes"),
-    "CORPORA": ("lensbox.data", "lensbox.data"),
-    "token_windows": ("lensbox.data", "lensbox.data"),
-    "train_val_split": ("lensbox.data", "lensbox.data"),
-    "DEFAULT_MODEL": ("lensbox.models", "lensbox.models"),
-    "load_hf_model": ("lensbox.models", "lensbox.models"),
-    "to_hooked_transformer": ("lensbox.models", "lensbox.models"),
+# Names that left the root -> their public home (the sub-package that exports them).
+_MOVED: Dict[str, str] = {
+    "ModelAdapter": "lensbox.core",
+    "SiteKind": "lensbox.core",
+    "get_analyzer": "lensbox.core",
+    "sequence_labels": "lensbox.core",
+    "token_label": "lensbox.core",
+    "tokenizer_kind": "lensbox.core",
+    "visible_text": "lensbox.core",
+    "Decoder": "lensbox.lenses",
+    "EmbedTransposeDecoder": "lensbox.lenses",
+    "LastBlocksDecoder": "lensbox.lenses",
+    "ResidualNorms": "lensbox.lenses",
+    "TokenPlaneTrajectory": "lensbox.lenses",
+    "RidgeProbe": "lensbox.probes",
+    "SoftmaxProbe": "lensbox.probes",
+    "SoftmaxSettings": "lensbox.probes",
+    "fit_softmax": "lensbox.probes",
+    "embedding_relation": "lensbox.probes",
+    "CORPORA": "lensbox.data",
+    "token_windows": "lensbox.data",
+    "train_val_split": "lensbox.data",
+    "DEFAULT_MODEL": "lensbox.models",
+    "load_hf_model": "lensbox.models",
+    "to_hooked_transformer": "lensbox.models",
 }
 
 
@@ -128,26 +127,20 @@ _WRAPPERS = ("jaxtyping", "beartype", "typeguard")  # runtime type checkers that
 
 
 def _moved(name: str) -> Any:
-    home, defined_in = _MOVED[name]
+    home = _MOVED[name]
     # stacklevel pointing at the code outside lensbox (and outside type-checking wrappers) that asked
     frame, level = sys._getframe(), 1
     while frame is not None and (
         frame.f_code.co_filename == __file__ or str(frame.f_globals.get("__name__", "")).split(".")[0] in _WRAPPERS
     ):
         frame, level = frame.f_back, level + 1
-    for module in (home, defined_in):
-        try:
-            value = getattr(importlib.import_module(module), name)
-        except AttributeError:
-            continue
-        warnings.warn(
-            f"lensbox.{name} has moved: import it from {module} (`from {module} import {name}`); "
-            "the root alias will be removed in a future release.",
-            DeprecationWarning,
-            stacklevel=level,
-        )
-        return value
-    raise AttributeError(f"module 'lensbox' has no attribute {name!r} (it moved to {home}, which lacks it)")
+    warnings.warn(
+        f"lensbox.{name} has moved: import it from {home} (`from {home} import {name}`); "
+        "the root alias will be removed in a future release.",
+        DeprecationWarning,
+        stacklevel=level,
+    )
+    return getattr(importlib.import_module(home), name)
 
 
 def __getattr__(name: str) -> Any:
