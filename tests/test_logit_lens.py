@@ -132,7 +132,7 @@ def test_final_layer_equals_model_log_softmax_smollm2(smollm2_model: Any) -> Non
     streams = adapter.run_and_capture(tokens, [Site.embed(), final_site])
     vocab = adapter.d_vocab
     stats = lens_statistics(
-        adapter, streams, [final_site], tokens, lensbox.Decoder(), final=streams[final_site], k=vocab
+        adapter, streams, [final_site], tokens, lensbox.lenses.Decoder(), final=streams[final_site], k=vocab
     )
     got = torch.empty_like(stats["top_logprobs"]).scatter_(-1, stats["top_ids"], stats["top_logprobs"])[:, 0]
     with torch.no_grad():

@@ -8,7 +8,8 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import lensbox
-from lensbox import Decoder, InputError, NonFiniteError, Site
+from lensbox import InputError, NonFiniteError, Site
+from lensbox.lenses import Decoder
 from lensbox.lenses._kernels import (
     PAD_LOGIT,
     batched_dots,
