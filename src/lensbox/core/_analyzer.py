@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ._adapter import ModelAdapter
+from ._adapter import ModelAdapter, ModelLike, adapt
 from ._sites import Site
 
 
@@ -26,6 +26,16 @@ class Analyzer(abc.ABC):
     @abc.abstractmethod
     def sites(self, adapter: ModelAdapter) -> List[Site]:
         """The residual-stream sites this analyzer needs on ``adapter``'s model."""
+
+    def hook_names(self, model: ModelLike) -> List[str]:
+        """The hook names this analyzer reads on ``model``: a ``names_filter`` for your own cache.
+
+        ``model.run_with_cache(tokens, names_filter=lensbox.LogitLens().hook_names(model))``
+        caches exactly the streams that ``logit_lens(model, tokens, cache=cache)`` needs,
+        including the sites a lens always reads (the embeddings and the last layer).
+        """
+        adapter = adapt(model)
+        return sorted({adapter.hook_name(s) for s in self.sites(adapter)})
 
     @abc.abstractmethod
     def run(
