@@ -112,3 +112,64 @@ def tiny_bridge(seed: int = 0, n_layers: int = 3, compat: bool = False):
     return bridge
 
 
+
+
+# ----------------------------------------------------------------------------- the architecture matrix
+#: Families the matrix tests boot as tiny random TransformerBridges (each with the feature the lens must
+#: decode right): GPT-2 (LayerNorm, learned positions, tied embeddings), GPT-NeoX (parallel attention and
+#: MLP, partial rotary, untied), Llama (RMSNorm, grouped-query attention, gated MLP), Gemma-2 (final-logit
+#: and attention soft-caps), Qwen2 (biased q/k/v projections).
+ARCH_FAMILIES = ("gpt2", "neox", "llama", "gemma2", "qwen2")
+
+
+def _hf_config(family: str, *, vocab: int, n_layers: int, d_model: int, init: float) -> Any:
+    import transformers as tf
+
+    common = dict(vocab_size=vocab, initializer_range=init, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    if family == "gpt2":
+        return tf.GPT2Config(n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=128, **common)
+    if family == "neox":
+        return tf.GPTNeoXConfig(
+            hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=4, intermediate_size=2 * d_model,
+            rotary_pct=0.5, use_parallel_residual=True, max_position_embeddings=128, tie_word_embeddings=False,
+            **common,
+        )
+    if family == "llama":
+        return tf.LlamaConfig(
+            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, **common,
+        )
+    if family == "gemma2":
+        return tf.Gemma2Config(
+            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=d_model // 4, max_position_embeddings=128, final_logit_softcapping=2.0,
+            attn_logit_softcapping=5.0, query_pre_attn_scalar=d_model // 4, sliding_window=64, **common,
+        )
+    if family == "qwen2":
+        return tf.Qwen2Config(
+            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, **common,
+        )
+    raise ValueError(f"unknown family {family!r}; known: {ARCH_FAMILIES}")
+
+
+def build_tiny_hf(
+    family: str, *, vocab: int = TINY_VOCAB, n_layers: int = 2, d_model: int = 32, seed: int = 0, init: float = 0.3
+) -> Any:
+    """A random-weight Hugging Face causal LM of ``family`` (one of ARCH_FAMILIES), built offline from its config
+    (deterministic for a given seed). Every 1-D parameter (biases, norm scales and shifts, which HF initialises
+    to 0 or 1) gets 0.1 x N(0, 1) added, so a decoder that dropped a bias or a norm's affine part would show."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = _hf_config(family, vocab=vocab, n_layers=n_layers, d_model=d_model, init=init)
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForCausalLM.from_config(cfg).eval()
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.ndim == 1:
+                    param.add_(0.1 * torch.randn_like(param))
+        return model
+    finally:
+        torch.random.set_rng_state(gen_state)
