@@ -44,6 +44,19 @@ def _generation(model: Any) -> str:
     )
 
 
+def _check_unicode(text: str) -> None:
+    """Refuse text that cannot be encoded as UTF-8 (lone surrogates such as ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(
+            "The text is not valid Unicode: it holds a lone surrogate code point, which no tokenizer can encode.",
+            expected="text that encodes as UTF-8",
+            received=f"{text[max(0, err.start - 10): err.end + 10]!r} (code point U+{ord(text[err.start]):04X} at index {err.start})",
+            fix="remove the surrogate, or decode the source bytes with errors='replace' before passing the text",
+        ) from None
+
+
 class ModelAdapter:
     """The model-facing interface every lensbox analyzer uses.
 
@@ -172,6 +185,13 @@ class ModelAdapter:
     # ------------------------------------------------------------------ tokens
     def to_tokens(self, inputs: Inputs, *, prepend_bos: Optional[bool] = None) -> Int[Tensor, "batch pos"]:
         """Tokenize text (or validate token ids) into a ``[batch, pos]`` tensor on the model's device."""
+        if isinstance(inputs, (bytes, bytearray, memoryview)):
+            raise InputError(
+                "Raw bytes are not token ids.",
+                expected="a string, a list of strings, a list of token ids, or an integer tensor [batch, pos]",
+                received=f"{type(inputs).__name__} of length {len(inputs)}: {bytes(inputs)[:40]!r}",
+                fix="decode the bytes to text first, e.g. data.decode('utf-8'), or pass model.to_tokens(text)",
+            )
         if isinstance(inputs, Tensor):
             tokens = inputs
             if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
@@ -202,6 +222,7 @@ class ModelAdapter:
         ):
             texts = [inputs] if isinstance(inputs, str) else list(inputs)
             for t in texts:
+                _check_unicode(t)
                 if not t.strip():
                     raise InputError(
                         "Cannot analyse empty text.",

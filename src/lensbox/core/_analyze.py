@@ -2,6 +2,7 @@
 
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import torch
 from torch import Tensor
 
 from .._errors import InputError
@@ -33,6 +34,7 @@ def _instantiate(spec: object) -> Analyzer:
 
 def streams_from_cache(adapter: ModelAdapter, cache: Any, sites: Sequence[Site]) -> Dict[Site, Tensor]:
     """Pick the streams for ``sites`` out of an ActivationCache or a dict keyed by hook name."""
+    _check_cache_type(cache)
     out: Dict[Site, Tensor] = {}
     missing = []
     for s in sites:
@@ -42,8 +44,7 @@ def streams_from_cache(adapter: ModelAdapter, cache: Any, sites: Sequence[Site])
         except KeyError:
             missing.append(name)
             continue
-        if act.ndim == 2:
-            act = act[None]
+        act = _checked_activation(adapter, name, act)
         if act.device != adapter.device and adapter.is_dispatched:
             act = act.to(adapter.device)  # a model split with device_map: statistics run beside W_U
         elif act.device != adapter.device:
@@ -61,7 +62,106 @@ def streams_from_cache(adapter: ModelAdapter, cache: Any, sites: Sequence[Site])
             received=f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}",
             fix="rerun model.run_with_cache(tokens) without a names_filter, or let lensbox.analyze run the model",
         )
+    shapes = {tuple(a.shape[:2]) for a in out.values()}
+    if len(shapes) > 1:
+        raise InputError(
+            "The cache mixes activations of different batch or sequence sizes.",
+            expected="every cached stream of the same [batch, pos] shape (one run of the model)",
+            received=", ".join(f"{adapter.hook_name(s)} {tuple(a.shape)}" for s, a in list(out.items())[:6]),
+            fix="make the cache with one model.run_with_cache(tokens) call",
+        )
     return out
+
+
+def _check_cache_type(cache: object) -> None:
+    if isinstance(cache, (str, bytes)) or not (hasattr(cache, "keys") and hasattr(cache, "__getitem__")):
+        raise InputError(
+            "Cannot read this as an activation cache.",
+            expected="a TransformerLens ActivationCache or a dict from hook name to tensor [batch, pos, d_model]",
+            received=f"{type(cache).__name__}: {str(cache)[:60]!r}",
+            fix="pass the cache returned by model.run_with_cache(tokens), or leave cache=None to let lensbox run the model",
+        )
+
+
+def _checked_activation(adapter: ModelAdapter, name: str, act: object) -> Tensor:
+    """One cached stream as ``[batch, pos, d_model]``, or an InputError saying what is wrong with it."""
+    if not isinstance(act, Tensor):
+        raise InputError(
+            f"The cached value for {name} is not a tensor.",
+            expected=f"a torch.Tensor [batch, pos, {adapter.d_model}]",
+            received=f"{type(act).__name__}",
+            fix="pass the cache returned by model.run_with_cache(tokens) (or torch.tensor(value) each entry)",
+        )
+    if act.ndim == 2:
+        act = act[None]
+    if act.ndim != 3 or act.shape[-1] != adapter.d_model or not act.dtype.is_floating_point:
+        raise InputError(
+            f"The cached value for {name} does not fit this model's residual stream.",
+            expected=f"a floating-point tensor [batch, pos, {adapter.d_model}] (d_model = {adapter.d_model})",
+            received=f"shape {tuple(act.shape)}, dtype {act.dtype}",
+            fix="pass a cache made by this model's run_with_cache on these inputs",
+        )
+    return act
+
+
+#: Cosine similarity below which a cached embedding cannot be the embedding of the given token.
+_EMBED_MATCH = 0.5
+
+
+def _reference_embed(adapter: ModelAdapter, tokens: Tensor, with_positions: bool) -> Optional[Tensor]:
+    """``W_E[tokens]`` (plus learned positional embeddings when asked); None when they cannot be read."""
+    w_e = adapter.W_E
+    ref = w_e[tokens.to(w_e.device)].float()
+    if not with_positions:
+        return ref
+    if str(getattr(adapter.model.cfg, "positional_embedding_type", "standard")) != "standard":
+        return ref  # rotary / ALiBi / none: positions never enter the stream
+    w_pos = getattr(adapter.model, "W_pos", None)
+    if not isinstance(w_pos, Tensor) or w_pos.ndim != 2 or w_pos.shape[0] < tokens.shape[1]:
+        return None
+    return ref + w_pos[: tokens.shape[1]].float().to(ref.device)
+
+
+def check_cache_matches_tokens(
+    adapter: ModelAdapter, cache: Any, streams: Dict[Site, Tensor], tokens: Tensor
+) -> None:
+    """Refuse a cache whose embeddings are not those of ``tokens`` (another text of the same length, mixed runs).
+
+    Compares, position by position, the cached ``hook_embed`` (and the cached embedding stream
+    ``blocks.0.hook_resid_pre``) with the model's embedding of ``tokens``; direction only (cosine),
+    so models that scale or normalise the embedding still match.
+    """
+    with torch.no_grad():
+        _check_embeddings(adapter, cache, streams, tokens)
+
+
+def _check_embeddings(adapter: ModelAdapter, cache: Any, streams: Dict[Site, Tensor], tokens: Tensor) -> None:
+    checks = []
+    try:
+        embed = cache["hook_embed"]
+    except (KeyError, TypeError):
+        embed = None
+    if isinstance(embed, Tensor) and embed.ndim in (2, 3):
+        embed = embed if embed.ndim == 3 else embed[None]
+        if embed.shape[-1] == adapter.d_model and tuple(embed.shape[:2]) == tuple(tokens.shape):
+            checks.append(("hook_embed", embed, _reference_embed(adapter, tokens, with_positions=False)))
+    if Site.embed() in streams:
+        ref = _reference_embed(adapter, tokens, with_positions=True)
+        if ref is not None:
+            checks.append((adapter.hook_name(Site.embed()), streams[Site.embed()], ref))
+    for name, cached, ref in checks:
+        cos = torch.nn.functional.cosine_similarity(cached.float().to(ref.device), ref, dim=-1)
+        bad = (cos < _EMBED_MATCH).nonzero()
+        if len(bad):
+            where = ", ".join(f"(batch {int(b)}, pos {int(p)})" for b, p in bad[:5].tolist())
+            raise InputError(
+                "The cache was not made from these inputs: its embeddings belong to other tokens.",
+                expected=f"{name} equal (in direction) to the embedding of the given tokens",
+                received=f"{len(bad)} of {tokens.numel()} positions differ, first at {where}"
+                f" (cosine {float(cos[tuple(bad[0].tolist())]):.2f})",
+                fix="pass the same inputs that produced the cache (cache from model.run_with_cache(tokens) on exactly "
+                "these tokens, in one call), or drop cache= and let lensbox run the model",
+            )
 
 
 def analyze(
@@ -111,6 +211,7 @@ def analyze(
                 received=f"activations of shape {tuple(got)}",
                 fix="pass the same inputs that produced the cache",
             )
+        check_cache_matches_tokens(adapter, cache, streams, tokens)
     else:
         keep = any(a.needs_logits for a in instances)
         streams, logits = adapter.capture(tokens, needed, keep_logits=keep, fwd_hooks=list(fwd_hooks or ()))

@@ -7,7 +7,7 @@ string. Adapters turn a site into the hook name of one TransformerLens generatio
 import dataclasses
 import enum
 import re
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from .._errors import SiteError
 
@@ -220,10 +220,17 @@ def parse_sites(
                 items.extend(range(lo, hi + 1))
             else:
                 items.append(part)
-    elif isinstance(spec, (Site, int)):
+    elif isinstance(spec, (Site, int)) and not isinstance(spec, bool):
         items = [spec]
-    else:
+    elif isinstance(spec, Iterable) and not isinstance(spec, (bytes, bytearray, Mapping)):
         items = list(spec)
+    else:
+        raise SiteError(
+            "Cannot read this as a selection of sites.",
+            expected=f"None or 'all', a site, a comma-separated string, or a list of sites: {valid_site_names(n_layers)}",
+            received=f"{type(spec).__name__}: {spec!r}",
+            fix="e.g. sites='embed,0-3,final' or sites=[0, 5, 'final']",
+        )
     if not items:
         raise SiteError(
             "No sites were selected.",

@@ -29,7 +29,8 @@ class LensAnalyzer(Analyzer, abc.ABC):
         k: how many top tokens to keep per cell.
         decoder: how a stream becomes logits (see :func:`~lensbox.lenses._decoders.make_decoder`).
         chunk_rows: rows per ``[rows, vocab]`` work buffer; memory grows with it, not with the sequence.
-        on_nonfinite: 'raise' (default) on NaN/inf activations, or 'mark' to return NaN statistics there.
+        on_nonfinite: 'raise' (default) on NaN/inf activations, or 'mark' to return NaN statistics there
+            (ranks, top ids and ``final_top1`` -1).
     """
 
     name = "lens"

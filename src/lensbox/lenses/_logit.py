@@ -21,7 +21,8 @@ class LogitLens(LensAnalyzer):
         decoder: 'logit' (final norm + W_U, default), 'embed_t' (final norm + W_E^T),
             'last_blocks:K' (run the last K blocks first), or a Decoder instance.
         chunk_rows: rows per ``[rows, vocab]`` work buffer; memory grows with it, not with the sequence.
-        on_nonfinite: 'raise' (default) on NaN/inf activations, or 'mark' to return NaN statistics there.
+        on_nonfinite: 'raise' (default) on NaN/inf activations, or 'mark' to return NaN statistics there
+            (ranks, top ids and ``final_top1`` -1).
     """
 
     name = "logit_lens"

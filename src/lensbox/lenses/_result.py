@@ -35,6 +35,7 @@ class LensResult:
     top_ids: Int[Tensor, "batch layer pos k"]
     top_logprobs: Float[Tensor, "batch layer pos k"]
     top_labels: List[List[List[List[str]]]]
+    #: The model's own top-1 token at each position; -1 where the final stream was non-finite (``on_nonfinite='mark'``).
     final_top1: Int[Tensor, "batch pos"]
     next_logprob: Float[Tensor, "batch layer pos"]
     next_rank: Int[Tensor, "batch layer pos"]
@@ -75,9 +76,21 @@ class LensResult:
             )
         return pos % n
 
+    def _check_batch(self, batch: int) -> int:
+        n = self.tokens.shape[0]
+        if not -n <= batch < n:
+            raise InputError(
+                "Batch row out of range.",
+                expected=f"a batch row in 0..{n - 1} (or negative from the end): this result has {n} row(s)",
+                received=f"batch={batch}",
+                fix="use result.tokens.shape[0] to see how many inputs the result holds",
+            )
+        return batch % n
+
     def top_tokens(self, site: SiteLike, pos: int, *, batch: int = 0) -> List[Tuple[str, float]]:
         """The top-k tokens at ``(site, pos)`` as ``(label, probability)`` pairs."""
         i, p = self.site_index(site), self._check_pos(pos)
+        batch = self._check_batch(batch)
         probs = self.top_logprobs[batch, i, p].exp().tolist()
         return list(zip(self.top_labels[batch][i][p], probs))
 
@@ -88,7 +101,7 @@ class LensResult:
     def mean_over_positions(self, name: str, *, batch: Optional[int] = None) -> List[float]:
         """Per-site mean of a metric, skipping undefined (NaN) cells such as the last position's next-token stats."""
         t = self.metric(name)
-        t = t if batch is None else t[batch : batch + 1]
+        t = t if batch is None else t[self._check_batch(batch)][None]
         out = []
         for i in range(len(self.sites)):
             v = t[:, i].reshape(-1)
@@ -143,6 +156,7 @@ class LensResult:
     # ------------------------------------------------------------------ display
     def table(self, *, batch: int = 0, metric: str = "top1", width: int = 10, max_positions: int = 24) -> str:
         """A text table: one row per site, one column per position, top-1 guesses (and a metric)."""
+        batch = self._check_batch(batch)
         labels = self.input_labels[batch]
         n = len(labels)
         cols = list(range(max(0, n - max_positions), n))

@@ -463,7 +463,7 @@ def _finish(
 
 
 def _mark_bad(res: Dict[str, Tensor], bad: Dict[Site, Tensor], sites: Sequence[Site], n_layers: int) -> None:
-    """Set statistics of non-finite cells to NaN (rank -1) so they cannot be averaged in silently."""
+    """Set statistics of non-finite cells to NaN (ranks and token ids -1) so they cannot be averaged in silently."""
 
     def blank(names: Sequence[str], mask: Tensor, site_index: Optional[int]) -> None:
         for name in names:
@@ -481,5 +481,7 @@ def _mark_bad(res: Dict[str, Tensor], bad: Dict[Site, Tensor], sites: Sequence[S
     final_site = Site.resid_post(n_layers - 1)
     if final_site in bad:
         blank(["kl_final", "kl_final_reverse", "final_top1_logprob", "final_top1_rank"], bad[final_site].cpu(), None)
+        # The model's own top-1 is undefined there: -1 (never a real token id), not argmax's 0.
+        res["final_top1"][bad[final_site].cpu()] = -1
     if Site.embed() in bad:
         blank(["kl_input", "kl_input_reverse"], bad[Site.embed()].cpu(), None)

@@ -127,7 +127,7 @@ def _draw_cells(
                 text = ax.text(ci, ri, clip_label(result.top_labels[b][row][col][0], label_chars),
                                ha="center", va="center", fontsize=font_size, color=color, parse_math=False)
                 text.set_gid(_CELL_TEXT_GID)
-            if outline and bool(top1[row, col] == final[col]):
+            if outline and int(final[col]) >= 0 and bool(top1[row, col] == final[col]):
                 rect = Rectangle((ci - 0.46, ri - 0.44), 0.92, 0.88, fill=False, edgecolor="#111111",
                                  linewidth=1.3, path_effects=halo)
                 rect.set_gid(_OUTLINE_GID)

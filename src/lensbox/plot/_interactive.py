@@ -149,7 +149,7 @@ def plot_heatmap_interactive(
     if outline:
         for ri, r in enumerate(rows):
             for ci, c in enumerate(cols):
-                if int(result.top_ids[b, r, c, 0]) == int(final[c]):
+                if int(final[c]) >= 0 and int(result.top_ids[b, r, c, 0]) == int(final[c]):
                     fig.add_shape(type="rect", x0=ci - 0.46, x1=ci + 0.46, y0=ri - 0.44, y1=ri + 0.44,
                                   line={"color": "#111111", "width": 1.5}, name="agree")
     ticks = list(range(len(cols)))

@@ -1,0 +1,168 @@
+"""Every bad input is a clear lensbox error, raised before any forward pass (issue 11, section 4).
+
+Each test asserts the error type and the key words of its message. Under the suite's
+jaxtyping + beartype hook a value the public signature itself excludes is refused by the
+hook (a TypeError) before lensbox's own check; those tests accept either and check
+lensbox's message on the unwrapped function as a user without the hook would see it.
+"""
+
+from typing import Any, Dict
+
+import pytest
+import torch
+from torch import Tensor
+
+import lensbox
+from lensbox import InputError, LensboxError, SiteError
+from lensbox.core import Site
+
+
+def _cache(model: Any, tokens: Tensor) -> Dict[str, Tensor]:
+    return dict(model.run_with_cache(tokens)[1].items())
+
+
+def _no_forward(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any forward pass fail loudly: the error must come first."""
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model ran before the input was checked")
+
+    monkeypatch.setattr(model, "forward", boom)
+    monkeypatch.setattr(model, "run_with_cache", boom)
+
+
+# ----------------------------------------------------------------------------- text and token ids
+def test_invalid_unicode_text(tiny_lm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_forward(tiny_lm, monkeypatch)
+    with pytest.raises(InputError, match=r"not valid Unicode(.|\n)*U\+D800(.|\n)*fix:"):
+        lensbox.logit_lens(tiny_lm, "abc \ud800")
+    with pytest.raises(InputError, match="not valid Unicode"):
+        lensbox.logit_lens(tiny_lm, ["abc \ud800", "abc de"])
+
+
+def test_raw_bytes_are_not_token_ids(tiny_lm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_forward(tiny_lm, monkeypatch)
+    with pytest.raises(InputError, match=r"Raw bytes are not token ids(.|\n)*decode"):
+        lensbox.logit_lens(tiny_lm, b"\xff\xfe abc")
+    with pytest.raises(InputError, match="Raw bytes"):
+        lensbox.logit_lens(tiny_lm, bytearray(b"abc"))
+
+
+# ----------------------------------------------------------------------------- sites
+def test_float_sites(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    # The signature (SitesSpec) excludes floats: the type-checking hook may refuse first.
+    with pytest.raises((SiteError, TypeError)):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, sites=3.0)  # type: ignore[arg-type]
+    from lensbox.core._sites import parse_sites
+
+    unchecked = getattr(parse_sites, "__wrapped__", parse_sites)
+    with pytest.raises(SiteError, match=r"selection of sites(.|\n)*float: 3\.0(.|\n)*fix:"):
+        unchecked(3.0, 3)
+
+
+# ----------------------------------------------------------------------------- caches
+def test_cache_that_is_not_a_cache(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    with pytest.raises(InputError, match=r"activation cache(.|\n)*list"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=[])
+    with pytest.raises(InputError, match="activation cache"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache="hook_embed")
+
+
+def test_dict_cache_with_wrong_width(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    cache = _cache(tiny_lm, tiny_tokens)
+    cache["blocks.1.hook_resid_post"] = cache["blocks.1.hook_resid_post"][..., :16]
+    with pytest.raises(InputError, match=r"blocks\.1\.hook_resid_post does not fit(.|\n)*d_model = 32(.|\n)*\(2, 12, 16\)"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+
+
+def test_dict_cache_with_list_values(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    cache = _cache(tiny_lm, tiny_tokens)
+    cache["blocks.1.hook_resid_post"] = cache["blocks.1.hook_resid_post"].tolist()
+    with pytest.raises(InputError, match=r"blocks\.1\.hook_resid_post is not a tensor(.|\n)*list"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+
+
+def test_dict_cache_mixing_batch_sizes(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    cache = _cache(tiny_lm, tiny_tokens)
+    cache["blocks.1.hook_resid_post"] = cache["blocks.1.hook_resid_post"][:1]
+    with pytest.raises(InputError, match="mixes activations of different batch or sequence sizes"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+
+
+def _other_tokens(tiny_tokens: Tensor) -> Tensor:
+    gen = torch.Generator().manual_seed(99)
+    other = torch.randint(1, 300, tiny_tokens.shape, generator=gen)
+    assert (other != tiny_tokens).float().mean() > 0.9
+    return other
+
+
+def test_cache_from_another_text_of_the_same_length(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    _, cache = tiny_lm.run_with_cache(_other_tokens(tiny_tokens))
+    with pytest.raises(InputError, match=r"cache was not made from these inputs(.|\n)*hook_embed(.|\n)*positions differ"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+    # The same cache with its own tokens is accepted and equals a fresh run.
+    own = lensbox.logit_lens(tiny_lm, _other_tokens(tiny_tokens), cache=cache)
+    fresh = lensbox.logit_lens(tiny_lm, _other_tokens(tiny_tokens))
+    torch.testing.assert_close(own.kl_final, fresh.kl_final)
+
+
+def test_cache_from_another_text_via_string_inputs(tiny_lm: Any) -> None:
+    a, b = "1, 2, 3", "1, 2, 4"
+    adapter = lensbox.adapt(tiny_lm)
+    ta, tb = adapter.to_tokens(a), adapter.to_tokens(b)
+    assert ta.shape == tb.shape and not torch.equal(ta, tb)
+    _, cache = tiny_lm.run_with_cache(tb)
+    with pytest.raises(InputError, match=r"not made from these inputs(.|\n)*1 of \d+ positions differ"):
+        lensbox.logit_lens(tiny_lm, a, cache=cache)
+
+
+def test_cache_mixing_two_inputs(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    other = _other_tokens(tiny_tokens)
+    # Batch rows from two runs: row 1 of the cache is another text.
+    mixed_rows = torch.stack([tiny_tokens[0], other[1]])
+    with pytest.raises(InputError, match=r"not made from these inputs(.|\n)*first at \(batch 1, pos 0\)"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=_cache(tiny_lm, mixed_rows))
+    # Hook points from two runs: the embedding stream comes from the other text.
+    cache = _cache(tiny_lm, tiny_tokens)
+    cache["blocks.0.hook_resid_pre"] = _cache(tiny_lm, other)["blocks.0.hook_resid_pre"]
+    with pytest.raises(InputError, match=r"not made from these inputs(.|\n)*blocks\.0\.hook_resid_pre"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+
+
+def test_filtered_cache_of_the_right_text_is_accepted(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    _, cache = tiny_lm.run_with_cache(tiny_tokens, names_filter=lambda n: n.endswith(("resid_pre", "resid_post")))
+    assert "hook_embed" not in cache.keys()
+    res = lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+    torch.testing.assert_close(res.kl_final, lensbox.logit_lens(tiny_lm, tiny_tokens).kl_final)
+
+
+# ----------------------------------------------------------------------------- results
+def test_table_batch_out_of_range(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    result = lensbox.logit_lens(tiny_lm, tiny_tokens)
+    with pytest.raises(InputError, match=r"Batch row out of range(.|\n)*0\.\.1(.|\n)*batch=3"):
+        result.table(batch=3)
+    with pytest.raises(InputError, match="Batch row out of range"):
+        result.top_tokens("final", 0, batch=2)
+    with pytest.raises(InputError, match="Batch row out of range"):
+        result.mean_over_positions("entropy", batch=-3)
+    assert result.table(batch=-1) == result.table(batch=1)
+
+
+def test_mark_leaves_no_real_token_id_at_bad_final_positions(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    n_layers = int(tiny_lm.cfg.n_layers)
+    cache = _cache(tiny_lm, tiny_tokens)
+    final = f"blocks.{n_layers - 1}.hook_resid_post"
+    cache[final] = cache[final].clone()
+    cache[final][1, 5, 7] = float("nan")
+    clean = lensbox.logit_lens(tiny_lm, tiny_tokens)
+    marked = lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache, on_nonfinite="mark")
+    assert int(marked.final_top1[1, 5]) == -1
+    keep = torch.ones_like(clean.final_top1, dtype=torch.bool)
+    keep[1, 5] = False
+    assert torch.equal(marked.final_top1[keep], clean.final_top1[keep])
+    assert (marked.top_ids[1, marked.site_index("final"), 5] == -1).all()
+
+
+def test_every_error_here_is_a_lensbox_error() -> None:
+    assert issubclass(InputError, LensboxError) and issubclass(SiteError, LensboxError)
+    assert Site.embed().name == "embed"
