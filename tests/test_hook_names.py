@@ -39,6 +39,7 @@ def test_cache_made_with_the_filter_gives_the_same_result(bridge, sites):
     with torch.no_grad():
         _, cache = bridge.run_with_cache(tokens, names_filter=names)
     assert set(names) <= set(cache.keys())  # (a bridge also keeps aliases of the same hooks)
+    assert names == list(dict.fromkeys(names))  # no repeats
     cached = lensbox.logit_lens(bridge, tokens, sites=sites, cache=cache)
     direct = lensbox.logit_lens(bridge, tokens, sites=sites)
     assert [s.name for s in cached.sites] == [s.name for s in direct.sites]
@@ -54,3 +55,9 @@ def test_a_cache_missing_one_hook_is_refused(bridge):
         _, cache = bridge.run_with_cache(tokens, names_filter=names[1:])
     with pytest.raises(InputError, match="lacks hook points"):
         lensbox.logit_lens(bridge, tokens, cache=cache)
+
+
+def test_hook_names_follow_site_order_not_string_order(make_tiny_lm):
+    model = make_tiny_lm(n_layers=12)
+    names = lensbox.LogitLens().hook_names(model)
+    assert names == ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(12)]

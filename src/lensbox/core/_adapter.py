@@ -148,13 +148,13 @@ class ModelAdapter:
         return f"blocks.{s.layer}.hook_{s.kind.value}"
 
     def hook_names(self, sites: SitesSpec = None, *, include_mid: bool = False) -> List[str]:
-        """The hook names a cache must hold for an analysis of ``sites``, sorted, without repeats.
+        """The hook names a cache must hold for an analysis of ``sites``, in site order, without repeats.
 
         Pass them as ``names_filter`` to ``model.run_with_cache`` to cache only what lensbox
         reads: ``cache = model.run_with_cache(tokens, names_filter=adapt(model).hook_names())[1]``.
         ``sites`` and ``include_mid`` mean what they mean for ``logit_lens``.
         """
-        return sorted({self.hook_name(s) for s in self.sites(sites, include_mid=include_mid)})
+        return list(dict.fromkeys(self.hook_name(s) for s in self.sites(sites, include_mid=include_mid)))
 
     # ------------------------------------------------------------------ decoding
     def final_norm(self, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_model"]:

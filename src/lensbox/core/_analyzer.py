@@ -35,7 +35,7 @@ class Analyzer(abc.ABC):
         including the sites a lens always reads (the embeddings and the last layer).
         """
         adapter = adapt(model)
-        return sorted({adapter.hook_name(s) for s in self.sites(adapter)})
+        return list(dict.fromkeys(adapter.hook_name(s) for s in sorted(self.sites(adapter))))  # site order
 
     @abc.abstractmethod
     def run(
