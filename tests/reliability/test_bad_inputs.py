@@ -166,3 +166,53 @@ def test_mark_leaves_no_real_token_id_at_bad_final_positions(tiny_lm: Any, tiny_
 def test_every_error_here_is_a_lensbox_error() -> None:
     assert issubclass(InputError, LensboxError) and issubclass(SiteError, LensboxError)
     assert Site.embed().name == "embed"
+
+
+# ----------------------------------------------------------------------------- the cache check on other families
+CACHE_CASES = [("gpt2", "raw"), ("gpt2", "compat"), ("gemma2", "raw"), ("gemma2", "compat"), ("neox", "raw"), ("qwen2", "raw")]
+
+
+@pytest.mark.parametrize(("family", "mode"), CACHE_CASES, ids=[f"{f}-{m}" for f, m in CACHE_CASES])
+def test_cache_check_across_families(tiny_tokenizer: Any, tiny_tokens: Tensor, family: str, mode: str) -> None:
+    """Learned positions (GPT-2), a scaled embedding (Gemma-2), rotary (NeoX, Qwen2): the own cache is
+    accepted with the same numbers as a fresh run, another text's cache is refused."""
+    from models import build_tiny_hf, build_tiny_lm
+
+    model = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf(family, n_layers=2), compat=(mode == "compat"))
+    own = lensbox.logit_lens(model, tiny_tokens, cache=model.run_with_cache(tiny_tokens)[1])
+    torch.testing.assert_close(own.kl_final, lensbox.logit_lens(model, tiny_tokens).kl_final)
+    _, other = model.run_with_cache(_other_tokens(tiny_tokens))
+    with pytest.raises(InputError, match="not made from these inputs"):
+        lensbox.logit_lens(model, tiny_tokens, cache=other)
+
+
+# ----------------------------------------------------------------------------- windows beyond the context
+def test_training_window_beyond_context(tiny_lm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lensbox.training import train_tuned_lens
+
+    n_ctx = int(tiny_lm.cfg.n_ctx)
+    _no_forward(tiny_lm, monkeypatch)
+    with pytest.raises(InputError, match=rf"training window is longer than the model's context(.|\n)*n_ctx = {n_ctx}"):
+        train_tuned_lens(tiny_lm, "some text " * 10, window=n_ctx + 1, steps=1, progress=False)
+
+
+def test_evaluation_window_beyond_context(tiny_lm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    n_ctx = int(tiny_lm.cfg.n_ctx)
+    _no_forward(tiny_lm, monkeypatch)
+    with pytest.raises(InputError, match=rf"evaluation window is longer than the model's context(.|\n)*window={n_ctx + 1}"):
+        lensbox.lenses.evaluate(tiny_lm, "some text " * 10, {"logit": "logit"}, window=n_ctx + 1, progress=False)
+
+
+# ----------------------------------------------------------------------------- read_texts
+def test_read_texts_single_string_follows_its_docstring(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lensbox.data import read_texts
+
+    monkeypatch.chdir(tmp_path)
+    assert read_texts("Hello world") == ["Hello world"]  # whitespace: the text itself
+    assert read_texts("two\nlines") == ["two\nlines"]
+    (tmp_path / "notes.txt").write_text("from a file\n", encoding="utf-8")
+    assert read_texts("notes.txt") == ["from a file\n"]  # an existing file is read
+    for missing in ("corpus", "data/missing.txt"):  # a bare word or a path: an error, never one word of text
+        with pytest.raises(InputError, match="does not exist"):
+            read_texts(missing)
+    assert read_texts("corpus", kind="texts") == ["corpus"]

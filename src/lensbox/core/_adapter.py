@@ -183,6 +183,16 @@ class ModelAdapter:
         return Fingerprint.of(self)
 
     # ------------------------------------------------------------------ tokens
+    def check_window(self, window: int, *, what: str) -> None:
+        """Refuse a ``window`` (tokens per sequence) longer than the model's context, before any work starts."""
+        if self.n_ctx and window > self.n_ctx:
+            raise InputError(
+                f"The {what} window is longer than the model's context.",
+                expected=f"window <= n_ctx = {self.n_ctx} tokens",
+                received=f"window={window}",
+                fix=f"use window={self.n_ctx} or less",
+            )
+
     def to_tokens(self, inputs: Inputs, *, prepend_bos: Optional[bool] = None) -> Int[Tensor, "batch pos"]:
         """Tokenize text (or validate token ids) into a ``[batch, pos]`` tensor on the model's device."""
         if isinstance(inputs, (bytes, bytearray, memoryview)):

@@ -80,18 +80,21 @@ Source = Union[str, "os.PathLike[str]", Iterable[Union[str, "os.PathLike[str]"]]
 def read_texts(source: Source, *, kind: Literal["auto", "paths", "texts"] = "auto") -> List[str]:
     """Read training text: one string per file (or per given string).
 
-    ``source`` is a path (file or folder, read recursively), or an iterable of
-    paths and/or raw strings. With ``kind="auto"``: ``Path`` objects are files; a
-    ``str`` is a file if it names an existing one, raw text if it contains a
-    newline or whitespace, and an error if it looks like a path to a missing
-    file. Force one reading with ``kind="paths"`` or ``kind="texts"``.
+    ``source`` is a path (file or folder, read recursively), a string, or an
+    iterable of paths and/or raw strings. With ``kind="auto"``: ``Path`` objects
+    are files; a ``str`` is a file if it names an existing one, raw text if it
+    contains a newline or whitespace (``read_texts("Hello world") == ["Hello world"]``),
+    and an error if it looks like a path to a missing file. A single ``str``
+    without whitespace that names no existing file is taken as a path (an error),
+    so a mistyped folder name never becomes training text. Force one reading
+    with ``kind="paths"`` or ``kind="texts"``.
 
     Files must be UTF-8; a byte-order mark is dropped and line ends become
     ``\\n``. Empty files, missing files and non-UTF-8 files raise
     :class:`InputError` naming the file (and byte offset).
     """
-    if isinstance(source, (str, os.PathLike)) and kind != "texts":
-        source = [Path(source)]  # a single string here is always a path
+    if isinstance(source, str) and kind == "auto" and not any(c.isspace() for c in source):
+        source = Path(source)  # one bare word: a path (missing -> a clear error), never a one-word text
     return list(iter_texts(source, kind=kind))
 
 

@@ -256,6 +256,7 @@ def evaluate(
 
     data, lenses = _legacy_order(data, lenses)
     adapter = adapt(model)
+    adapter.check_window(window, what="evaluation")
     if not lenses:
         raise InputError("No lenses to evaluate.", expected="e.g. {'logit': 'logit', 'tuned': lens}", received="{}")
     resolved = {str(name): resolve_lens(spec, adapter) for name, spec in lenses.items()}

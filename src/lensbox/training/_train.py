@@ -181,6 +181,7 @@ def _resolve_sites(adapter: ModelAdapter, s: TrainSettings) -> List[Site]:
 
 def make_plan(adapter: ModelAdapter, s: TrainSettings, world: int = 1) -> Tuple[RunPlan, List[str]]:
     """Resolve the settings for this model: sites, steps, windows per phase, learning rate; and rounding notes."""
+    adapter.check_window(s.window, what="training")
     sites = _resolve_sites(adapter, s)
     if s.batch_size % (s.grad_accum * world):
         raise InputError(
