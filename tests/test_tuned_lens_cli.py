@@ -76,5 +76,8 @@ def test_cli_bad_input(setup, capsys):
     assert "does not exist" in capsys.readouterr().err
     tiny = root / "tiny.txt"
     tiny.write_text("short", encoding="utf-8")
-    assert main(["-q", "train-lens", str(tiny), "--model", model_dir, "--out", str(root / "y")]) == 2
+    assert main(["-q", "train-lens", str(tiny), "--model", model_dir, "--out", str(root / "y"), "--window", "16"]) == 2
     assert "shorter than one" in capsys.readouterr().err
+    # The default window (256) is longer than this model's context (128): refused first.
+    assert main(["-q", "train-lens", str(tiny), "--model", model_dir, "--out", str(root / "y")]) == 2
+    assert "longer than the model's context" in capsys.readouterr().err
