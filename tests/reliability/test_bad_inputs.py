@@ -216,3 +216,21 @@ def test_read_texts_single_string_follows_its_docstring(tmp_path: Any, monkeypat
         with pytest.raises(InputError, match="does not exist"):
             read_texts(missing)
     assert read_texts("corpus", kind="texts") == ["corpus"]
+
+
+# ----------------------------------------------------------------------------- probe weights
+def test_probe_with_absurd_weights_is_refused_at_load(tiny_lm: Any, tmp_path: Any) -> None:
+    from lensbox.probes import InputProbe
+    from lensbox.probes._probe_io import write_probe
+
+    gen = torch.Generator().manual_seed(3)
+    probe = InputProbe(["embed"], offsets=(0,), kinds=("ridge",)).fit(
+        tiny_lm, torch.randint(1, 300, (16, 12), generator=gen), batch_size=16, progress=False
+    )
+    InputProbe.load(probe.save(tmp_path / "fine"))  # the fitted weights load
+    tensors = probe.tensors()
+    key = next(k for k in tensors if k.endswith("/weight"))
+    tensors[key] = tensors[key] * 0 + 1e30
+    path = write_probe(tmp_path / "huge", meta=probe.config(), tensors=tensors, overwrite=False)
+    with pytest.raises(lensbox.ArtifactError, match=r"magnitude(.|\n)*1e\+30"):
+        InputProbe.load(path)

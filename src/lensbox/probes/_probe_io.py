@@ -298,6 +298,10 @@ def _settings(raw: Mapping[str, Any], root: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- tensors
+#: Largest magnitude a stored probe weight or bias may have (a sanity bound far above any fitted value).
+MAX_WEIGHT = 1e10
+
+
 def _bad_tensor(root: Path, name: str, expected: str, received: str) -> ArtifactError:
     return ArtifactError(
         f"Cannot load {_what(root)}: tensor {name!r} in {WEIGHTS_FILE} is invalid.",
@@ -318,6 +322,10 @@ def _get(tensors: Mapping[str, Tensor], name: str, shape: tuple[int | None, ...]
         raise _bad_tensor(root, name, f"shape {want}", f"shape {tuple(t.shape)}")
     if floating and not bool(torch.isfinite(t).all()):
         raise _bad_tensor(root, name, "finite values", "NaN or infinite values")
+    if floating and t.numel() and float(t.abs().max()) > MAX_WEIGHT:
+        # Fitted weights are of order 1 (at most ~1e3 on real models); values this large overflow the
+        # float32 scores at evaluation, which then silently rank every token alike.
+        raise _bad_tensor(root, name, f"values of magnitude <= {MAX_WEIGHT:.0e}", f"values up to {float(t.abs().max()):.3g}")
     return t
 
 
