@@ -234,3 +234,16 @@ def test_probe_with_absurd_weights_is_refused_at_load(tiny_lm: Any, tmp_path: An
     path = write_probe(tmp_path / "huge", meta=probe.config(), tensors=tensors, overwrite=False)
     with pytest.raises(lensbox.ArtifactError, match=r"magnitude(.|\n)*1e\+30"):
         InputProbe.load(path)
+
+
+@pytest.mark.smollm2
+def test_cache_of_a_related_text_is_refused_on_smollm2(smollm2_model: Any) -> None:
+    """Real embeddings of related tokens are close (cosine 0.7 for ' France' / ' Spain'): still refused."""
+    adapter = lensbox.adapt(smollm2_model)
+    a = adapter.to_tokens("The capital of France is Paris, and the capital of Italy is")
+    b = adapter.to_tokens("The capital of Spain is Madrid, and the capital of Italy is")
+    assert a.shape == b.shape
+    _, cache = smollm2_model.run_with_cache(a)
+    with pytest.raises(InputError, match=r"not made from these inputs(.|\n)*2 of 14 positions differ"):
+        lensbox.logit_lens(smollm2_model, b, cache=cache)
+    lensbox.logit_lens(smollm2_model, a, cache=cache)  # its own text is accepted
