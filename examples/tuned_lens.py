@@ -26,13 +26,17 @@ settings = dict(
 )
 # Keep the trained lens in lensbox's cache, keyed by these settings, so rebuilding the site reuses it.
 saved = lensbox.cache_dir() / "docs" / ("tuned-lens-botchan-" + "-".join(f"{k}{v}" for k, v in settings.items()))
+lens = None
 if (saved / "config.json").is_file():
-    lens = lensbox.TunedLens.load(saved, model)
-    how = "loaded from the cache (trained by an earlier build with the same settings)"
-else:
+    try:
+        lens = lensbox.TunedLens.load(saved, model)
+        how = "loaded from the cache (trained by an earlier build with the same settings)"
+    except lensbox.LensboxError:  # saved by another lensbox version or for another model: train afresh
+        lens = None
+if lens is None:
     t0 = time.perf_counter()
     lens = lensbox.train_tuned_lens(model, [train_text], progress=False, **settings)
-    lens.save(saved)
+    lens.save(saved, overwrite=True)
     how = f"trained during this build in {time.perf_counter() - t0:.0f} s"
 print("tuned lens", how)
 # --8<-- [end:train]
