@@ -1,6 +1,6 @@
 """The one exception family of lensbox.
 
-Every error lensbox raises on purpose is a :class:`LensboxError`. Messages follow
+Every error lensbox raises on purpose is a `LensboxError`. Messages follow
 one layout: what was expected, what was received, and how to fix it.
 """
 

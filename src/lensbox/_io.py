@@ -7,9 +7,9 @@ file opens with the same header everywhere::
     {"format": "lensbox.tuned_lens", "format_version": 2, "lensbox_version": "0.2.0",
      "created": "2026-11-29T00:00:00+00:00", "files": {"lens.safetensors": "<sha256>"}, ...}
 
-merged with the artifact's own fields. :func:`write_artifact` builds the folder beside
+merged with the artifact's own fields. `write_artifact` builds the folder beside
 its target and swaps it into place, so a reader sees the old artifact or the new one,
-never half of one; :func:`read_artifact` checks the header, every file's SHA-256 and that
+never half of one; `read_artifact` checks the header, every file's SHA-256 and that
 every tensor is finite. Weights are only ever read with safetensors (never pickle).
 
 Files get the permissions of the user's umask (0644 / 0755 by default).
@@ -140,7 +140,7 @@ def write_json(path: PathLike, obj: Any) -> None:
 
 
 def read_json(path: PathLike, *, what: str) -> Dict[str, Any]:
-    """Read a JSON object; a missing file, bad JSON or another type is an :class:`ArtifactError`."""
+    """Read a JSON object; a missing file, bad JSON or another type is an `ArtifactError`."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -349,12 +349,12 @@ def read_artifact(
     versions: Collection[int],
     what: str,
 ) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Tensor]]]:
-    """Read and validate an artifact folder written by :func:`write_artifact`.
+    """Read and validate an artifact folder written by `write_artifact`.
 
     Returns ``(meta, weights)``: the whole metadata dict (header included) and, per
     safetensors file listed in its header, the tensors it holds (on the CPU). Every
     problem (missing file, wrong format or version, bad hash, non-finite value) is an
-    :class:`ArtifactError` naming the file or field.
+    `ArtifactError` naming the file or field.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file

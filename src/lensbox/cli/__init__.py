@@ -10,7 +10,7 @@ Internals:
 
 Every verb parses its flags, checks its inputs and outputs, loads the model, calls one
 library function and prints or writes its result. Output files appear whole or not at
-all; Ctrl-C prints one line and exits with status 130. Test it through :func:`main`
+all; Ctrl-C prints one line and exits with status 130. Test it through `main`
 with an argv list.
 """
 
@@ -54,7 +54,7 @@ def verb_parsers() -> dict[str, argparse.ArgumentParser]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lensbox`` command; returns the exit code.
 
-    0 on success, 2 for a bad command line or a :class:`~lensbox.LensboxError`
+    0 on success, 2 for a bad command line or a `LensboxError`
     (printed as one ``lensbox: error:`` message), 130 after Ctrl-C (no partial output
     file is left behind).
     """

@@ -2,11 +2,11 @@
 
 Each ``add_*`` function adds one group of flags to a verb's parser; the flag names mirror
 the Python keyword names (``--sites``, ``--include-mid``, ``--window``, ``--max-tokens``,
-``--batch-size``). Old spellings stay as hidden aliases (:func:`add_alias`) that still work
+``--batch-size``). Old spellings stay as hidden aliases (`add_alias`) that still work
 and print a one-line note. Numbers are checked by the ``type=`` functions below, so
 ``--lr nan`` or ``--max-tokens 0`` fail while the command line is read; files, folders
-and output paths are checked by :func:`data_items` / :func:`check_output_file` /
-:func:`check_output_folder` before any model is loaded.
+and output paths are checked by `data_items` / `check_output_file` /
+`check_output_folder` before any model is loaded.
 """
 
 import argparse
@@ -293,7 +293,7 @@ def _holds_artifact(folder: Path, what: str) -> bool:
 
 
 def check_output_folder(path: str, *, overwrite: bool, what: str) -> Path:
-    """An artifact folder (``what``: a key of :data:`ARTIFACTS`), checked before any work.
+    """An artifact folder (``what``: a key of `ARTIFACTS`), checked before any work.
 
     Its parent must exist; an existing non-empty folder must hold an artifact of the same
     kind and needs ``--overwrite``; a folder holding anything else is refused (the library

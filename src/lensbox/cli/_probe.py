@@ -4,8 +4,8 @@ Both read text from files (``FILES``) or a built-in corpus (``--corpus``, botcha
 neither is given), cut it into token windows and split the windows reproducibly into
 training and held-out parts (``--val-fraction``, ``--seed``); ``train-probe`` uses the
 training part and ``eval-probe`` the held-out part, by default of the text the probe was
-trained on. Defaults shown by ``--help`` are read from :class:`lensbox.probes.InputProbe`
-and :class:`lensbox.probes.SoftmaxSettings`.
+trained on. Defaults shown by ``--help`` are read from `lensbox.probes.InputProbe`
+and `lensbox.probes.SoftmaxSettings`.
 """
 
 import argparse
@@ -71,8 +71,8 @@ def _data_spec(args: argparse.Namespace, saved: dict[str, Any] | None = None) ->
 def _load_windows(adapter: Any, spec: dict[str, Any], part: str, max_tokens: int, *, progress: bool) -> Any:
     """Token windows ``[n, window]`` of one part ('train' or 'val') of the text described by ``spec``.
 
-    The text is cut by :func:`lensbox.data.windows` (as for training and evaluation) and split
-    by :func:`lensbox.data.split_windows`; at most ``max_tokens // window`` windows are kept.
+    The text is cut by `lensbox.data.windows` (as for training and evaluation) and split
+    by `lensbox.data.split_windows`; at most ``max_tokens // window`` windows are kept.
     """
     import torch
 

@@ -2,7 +2,7 @@
 
 Under ``torchrun`` the same command trains data-parallel (one process per rank; rank 0
 writes the lens). Every default shown by ``--help`` is read from the library
-(:func:`lensbox.training.train_tuned_lens`, :func:`lensbox.lenses.evaluate`).
+(`lensbox.training.train_tuned_lens`, `lensbox.lenses.evaluate`).
 """
 
 import argparse
@@ -77,7 +77,7 @@ def _check_train_args(args: argparse.Namespace) -> Path:
 
 
 def _settings(args: argparse.Namespace, corpus: dict[str, Any]) -> Any:
-    """The run's :class:`~lensbox.training.TrainSettings` (its own checks run here, before the model loads)."""
+    """The run's `TrainSettings` (its own checks run here, before the model loads)."""
     from ..training import TrainSettings
 
     return TrainSettings(

@@ -3,18 +3,18 @@
 Internals, one concept per module (``README.md`` beside this file has the facts each
 TransformerLens generation differs in):
 
-* ``_sites.py``: :class:`Site` / :class:`SiteKind` (a place in the residual stream, never a
+* ``_sites.py``: `Site` / `SiteKind` (a place in the residual stream, never a
   bare hook string), the ``SitesSpec`` alias every ``sites=`` argument accepts, and parsing.
-* ``_adapter.py``: :class:`ModelAdapter`, one interface over TransformerBridge (4.x) and
+* ``_adapter.py``: `ModelAdapter`, one interface over TransformerBridge (4.x) and
   HookedTransformer (2.x/3.x): sizes, hook names, final norm and unembedding, tokenization,
-  one forward pass that captures chosen streams (:meth:`ModelAdapter.capture`); ``adapt()``
+  one forward pass that captures chosen streams (`ModelAdapter.capture`); ``adapt()``
   and the ``ModelLike`` alias for ``model=`` arguments.
-* ``_fingerprint.py``: :class:`Fingerprint` (which model an artifact belongs to) and the one
-  matching policy, :func:`check_fingerprint`.
+* ``_fingerprint.py``: `Fingerprint` (which model an artifact belongs to) and the one
+  matching policy, `check_fingerprint`.
 * ``_tokens.py``: readable token labels (visible spaces, byte tokens joined into UTF-8).
-* ``_analyzer.py``: the abstract :class:`Analyzer` (``sites()``, ``run()``, ``needs_logits``).
-* ``_analyze.py``: :func:`analyze`, one forward pass for many analyzers, and
-  :func:`streams_from_cache` for an ``ActivationCache`` the user already has.
+* ``_analyzer.py``: the abstract `Analyzer` (``sites()``, ``run()``, ``needs_logits``).
+* ``_analyze.py``: `analyze`, one forward pass for many analyzers, and
+  `streams_from_cache` for an ``ActivationCache`` the user already has.
 * ``_registry.py``: name -> analyzer factory; lensbox's built-ins are a static table of
   ``"module:attribute"`` strings resolved on lookup (core imports no analyzer module), then the
   ``lensbox.analyzers`` entry points of installed packages.

@@ -1,6 +1,6 @@
 """One interface over every TransformerLens generation.
 
-:func:`adapt` looks at a model object and returns a :class:`ModelAdapter` that knows
+`adapt` looks at a model object and returns a `ModelAdapter` that knows
 its sizes, its residual-stream hook names, its final norm and unembedding, and its
 tokenizer. The rest of lensbox talks only to the adapter. See ``README_adapters.md``
 beside this file for the facts each branch relies on.
@@ -60,7 +60,7 @@ def _check_unicode(text: str) -> None:
 class ModelAdapter:
     """The model-facing interface every lensbox analyzer uses.
 
-    Build one with :func:`adapt`; you rarely need it directly. It exposes sizes,
+    Build one with `adapt`; you rarely need it directly. It exposes sizes,
     residual-stream sites and their hook names, the model's final norm and
     unembedding, tokenization and readable token labels.
     """
@@ -87,7 +87,7 @@ class ModelAdapter:
         return getattr(self.model, "tokenizer", None)
 
     def _require_tokenizer(self, fix: str) -> Any:
-        """The tokenizer, or a :class:`ModelError` (with ``fix``) when the model has none."""
+        """The tokenizer, or a `ModelError` (with ``fix``) when the model has none."""
         tok = self.tokenizer
         if tok is None:
             raise ModelError(
@@ -175,7 +175,7 @@ class ModelAdapter:
 
     @property
     def fingerprint(self) -> "Fingerprint":
-        """The model's :class:`~lensbox.core.Fingerprint` (computed once per model object, then cached).
+        """The model's `Fingerprint` (computed once per model object, then cached).
 
         The cache is keyed on the model and refreshed when a parameter is replaced or
         modified in place, so reading it again is cheap.
@@ -386,13 +386,13 @@ class ModelAdapter:
 ModelLike = Union[torch.nn.Module, ModelAdapter]
 """What every ``model`` argument accepts: a TransformerLens ``TransformerBridge`` (4.x) or
 ``HookedTransformer`` (2.x/3.x, and subclasses), both ``torch.nn.Module`` objects, or a
-:class:`ModelAdapter` already built from one. :func:`adapt` refuses other modules with a
-:class:`~lensbox.ModelError`. (The alias names ``torch.nn.Module`` because neither
+`ModelAdapter` already built from one. `adapt` refuses other modules with a
+`ModelError`. (The alias names ``torch.nn.Module`` because neither
 TransformerLens class exists in every supported version.)"""
 
 
 def adapt(model: ModelLike) -> ModelAdapter:
-    """Return the :class:`ModelAdapter` for a hooked model (or pass an adapter through)."""
+    """Return the `ModelAdapter` for a hooked model (or pass an adapter through)."""
     if isinstance(model, ModelAdapter):
         return model
     return ModelAdapter(model)

@@ -1,4 +1,4 @@
-""":func:`analyze`: one forward pass for many analyzers; :func:`streams_from_cache` for a user's cache."""
+"""`analyze`: one forward pass for many analyzers; `streams_from_cache` for a user's cache."""
 
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -12,7 +12,7 @@ from ._registry import get_analyzer
 from ._sites import Site
 
 AnalyzerSpec = Union[str, Analyzer, Tuple[str, Mapping[str, Any]]]
-"""A registered name, an :class:`Analyzer` instance, or ``(name, keyword arguments)``."""
+"""A registered name, an `Analyzer` instance, or ``(name, keyword arguments)``."""
 
 HookFn = Callable[..., Any]
 

@@ -1,4 +1,4 @@
-"""The abstract :class:`Analyzer`: what every analysis run by :func:`lensbox.analyze` implements."""
+"""The abstract `Analyzer`: what every analysis run by `lensbox.analyze` implements."""
 
 import abc
 from typing import Any, Dict, List, Optional
@@ -11,11 +11,11 @@ from ._sites import Site
 
 
 class Analyzer(abc.ABC):
-    """Base class of analyzers: set ``name``, implement :meth:`sites` and :meth:`run`.
+    """Base class of analyzers: set ``name``, implement `sites` and `run`.
 
-    An analyzer declares the residual-stream sites it needs; :func:`lensbox.analyze`
+    An analyzer declares the residual-stream sites it needs; `lensbox.analyze`
     captures the union of every analyzer's sites in one forward pass and calls each
-    analyzer's :meth:`run` with its own streams. An analyzer that sets
+    analyzer's `run` with its own streams. An analyzer that sets
     ``needs_logits = True`` also receives the model's output logits from that pass as
     ``logits=`` (``None`` when the streams were read from an activation cache).
     """
@@ -46,7 +46,7 @@ class Analyzer(abc.ABC):
         *,
         logits: Optional[Float[Tensor, "batch pos d_vocab"]] = None,
     ) -> Any:
-        """Compute the result from the captured ``streams`` (one entry per site of :meth:`sites`).
+        """Compute the result from the captured ``streams`` (one entry per site of `sites`).
 
         ``logits`` is passed only to analyzers with ``needs_logits = True``.
         """

@@ -1,34 +1,34 @@
-"""Which model an artifact belongs to: :class:`Fingerprint` and the one matching policy.
+"""Which model an artifact belongs to: `Fingerprint` and the one matching policy.
 
 A fingerprint records
 
 * the architecture numbers (``n_layers``, ``d_model``, ``d_vocab``), compared exactly;
 * ``weights``: a SHA-256 over every parameter tensor (name, shape, dtype and its values;
-  tensors above :data:`SAMPLE_LIMIT` elements contribute exact integer checksums of every
-  element's bits (:func:`bit_checksums`, computed on the tensor's device) and an evenly strided
+  tensors above `SAMPLE_LIMIT` elements contribute exact integer checksums of every
+  element's bits (`bit_checksums`, computed on the tensor's device) and an evenly strided
   sample of at most that many values, so the digest is the same on every device);
-* ``behaviour``: what the model does with one fixed probe sequence (:data:`N_TOKENS` token ids
+* ``behaviour``: what the model does with one fixed probe sequence (`N_TOKENS` token ids
   derived from the vocabulary size, no tokenizer needed), run once through the model with
-  :meth:`ModelAdapter.capture`. For every residual-stream site (``embed``, each ``resid_post``)
-  it keeps, at the last :data:`N_POSITIONS` positions, the norm of the stream and its projection
-  on :data:`N_DIRECTIONS` fixed pseudo-random sign vectors (entries +1/-1); for ``final`` (the output
+  `ModelAdapter.capture`. For every residual-stream site (``embed``, each ``resid_post``)
+  it keeps, at the last `N_POSITIONS` positions, the norm of the stream and its projection
+  on `N_DIRECTIONS` fixed pseudo-random sign vectors (entries +1/-1); for ``final`` (the output
   log-probabilities) the largest log-probability, the log-probability of the next probe token and
   the mean log-probability. Rounded to 6 significant digits: about 0.25 KB per layer.
 * ``decoder_ids`` / ``decoder_logprobs``: the top-3 tokens of decoding eight fixed vectors
   through the final norm and unembedding: what lensbox 0.1 stored, kept to check its artifacts;
 * ``vocab``: a digest of the tokenizer's vocabulary (token string -> id), when there is one.
 
-The policy (:func:`fingerprint_mismatch`, raised by :func:`check_fingerprint`): sizes must be
+The policy (`fingerprint_mismatch`, raised by `check_fingerprint`): sizes must be
 equal and the vocabularies (when both are known) identical; then equal weight digests match at
 once. Otherwise every recorded site must agree: the largest difference of its numbers, divided
 by the site's scale (the mean stream norm; the mean absolute log-probability for ``final``), at
-most :data:`BEHAVIOUR_RTOL`. Weight processing that keeps the residual stream (a compatibility-mode
+most `BEHAVIOUR_RTOL`. Weight processing that keeps the residual stream (a compatibility-mode
 bridge of an RMSNorm model, ``fold_ln``, centring the unembedding, a change of device) passes;
 edited weights, or processing that changes the residual basis (``center_writing_weights``), fail.
 A fingerprint written earlier in this version (``fingerprint_version`` 2, no ``behaviour``)
 matches only on equal weights; one of lensbox 0.1 (decoder only) only through its decoder check.
 
-Computing it walks the parameters once and runs one forward pass of :data:`N_TOKENS` tokens; the
+Computing it walks the parameters once and runs one forward pass of `N_TOKENS` tokens; the
 result is cached per model object and recomputed only when a parameter is replaced or modified in
 place (tensor version counters).
 """
@@ -82,7 +82,7 @@ class Fingerprint:
     """What model an artifact (a tuned lens, a probe, a checkpoint) belongs to.
 
     Build one with ``Fingerprint.of(adapter)`` (or read ``adapter.fingerprint``), store
-    ``to_json()`` beside the artifact, and compare with :func:`check_fingerprint`.
+    ``to_json()`` beside the artifact, and compare with `check_fingerprint`.
     """
 
     n_layers: int
@@ -97,7 +97,7 @@ class Fingerprint:
 
     @classmethod
     def of(cls, adapter: ModelAdapter) -> "Fingerprint":
-        """The fingerprint of the model behind ``adapter`` (a :class:`ModelAdapter`), cached per model."""
+        """The fingerprint of the model behind ``adapter`` (a `ModelAdapter`), cached per model."""
         return _cached(adapter)
 
     @property
@@ -106,7 +106,7 @@ class Fingerprint:
         return hashlib.sha256(json.dumps(self.decoder_ids).encode()).hexdigest()[:16]
 
     def to_json(self) -> Dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` reads it back."""
+        """A JSON-ready dict; `from_json` reads it back."""
         return {
             "fingerprint_version": _VERSION,
             "n_layers": self.n_layers,
@@ -122,7 +122,7 @@ class Fingerprint:
 
     @classmethod
     def from_json(cls, d: Any, *, what: str = "the artifact") -> "Fingerprint":
-        """Read :meth:`to_json` output; the decoder-only dict older lensbox versions wrote is read too."""
+        """Read `to_json` output; the decoder-only dict older lensbox versions wrote is read too."""
         if not isinstance(d, Mapping):
             raise _bad(what, "a JSON object", type(d).__name__)
         legacy = "fingerprint_version" not in d
@@ -220,7 +220,7 @@ def fingerprint_mismatch(saved: Fingerprint, current: Fingerprint) -> Optional[T
 
 
 def behaviour_mismatch(saved: Behaviour, current: Behaviour) -> Optional[Tuple[str, str, str]]:
-    """The first site (in site order) whose recorded numbers differ beyond :data:`BEHAVIOUR_RTOL`, or None."""
+    """The first site (in site order) whose recorded numbers differ beyond `BEHAVIOUR_RTOL`, or None."""
     theirs = dict(saved)
     if set(theirs) != {name for name, _ in current}:
         return "behaviour (recorded sites)", ", ".join(theirs), ", ".join(name for name, _ in current)
@@ -283,7 +283,7 @@ def _decoder_mismatch(saved: Fingerprint, current: Fingerprint) -> Optional[Tupl
 
 
 def check_fingerprint(saved: Optional[Fingerprint], current: Fingerprint, *, what: str, check: bool = True) -> None:
-    """Raise :class:`ModelError` unless ``saved`` describes the same model as ``current``.
+    """Raise `ModelError` unless ``saved`` describes the same model as ``current``.
 
     ``what`` names the artifact in the message (e.g. ``"the tuned lens at ./lens"``). A
     missing ``saved`` fingerprint is refused too; ``check=False`` skips every check.
@@ -375,7 +375,7 @@ def _decoder_probe(adapter: ModelAdapter) -> Tuple[List[List[int]], List[List[fl
 
 
 def probe_tokens(d_vocab: int, n_ctx: int = 0) -> List[int]:
-    """The fixed probe sequence: :data:`N_TOKENS` ids drawn from ``range(d_vocab)`` by a seeded generator.
+    """The fixed probe sequence: `N_TOKENS` ids drawn from ``range(d_vocab)`` by a seeded generator.
 
     Python's ``random.Random(seed).random()`` sequence is guaranteed stable across Python versions.
     """
@@ -385,7 +385,7 @@ def probe_tokens(d_vocab: int, n_ctx: int = 0) -> List[int]:
 
 
 def probe_directions(d_model: int) -> List[List[float]]:
-    """:data:`N_DIRECTIONS` fixed pseudo-random sign vectors (entries +1 or -1) of length ``d_model``.
+    """`N_DIRECTIONS` fixed pseudo-random sign vectors (entries +1 or -1) of length ``d_model``.
 
     Entries of size one (not a unit vector) make a change of ``delta`` in any one coordinate move
     the projection by ``delta`` itself, so an edit that touches a few coordinates shows at full size.

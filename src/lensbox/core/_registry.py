@@ -2,9 +2,9 @@
 
 Three sources, looked up in this order:
 
-1. names registered at run time with :func:`register_analyzer`;
+1. names registered at run time with `register_analyzer`;
 2. lensbox's built-ins, a static table of ``"module:attribute"`` strings resolved with
-   :mod:`importlib` on first lookup (so ``core`` imports no analyzer module, and no
+   `importlib` on first lookup (so ``core`` imports no analyzer module, and no
    import cycle exists);
 3. the ``lensbox.analyzers`` entry-point group of installed packages.
 
@@ -59,7 +59,7 @@ def register_analyzer(name: str, factory: Optional[Factory] = None, *, overwrite
     """Register an analyzer class or factory under ``name`` (usable as a decorator).
 
     A name that a built-in, an installed entry point or an earlier registration already
-    offers raises :class:`LensboxError` unless ``overwrite=True``; registering the same
+    offers raises `LensboxError` unless ``overwrite=True``; registering the same
     factory again under its name is a no-op.
     """
 

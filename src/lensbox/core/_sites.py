@@ -1,6 +1,6 @@
 """Typed residual-stream sites.
 
-Inside lensbox a place in the residual stream is a :class:`Site`, never a bare hook
+Inside lensbox a place in the residual stream is a `Site`, never a bare hook
 string. Adapters turn a site into the hook name of one TransformerLens generation.
 """
 
@@ -106,7 +106,7 @@ class Site:
 
 
 SiteLike = Union[Site, str, int]
-"""One site: a :class:`Site`, a name such as ``"resid_mid.3"`` or ``"final"``, or a layer index (its resid_post)."""
+"""One site: a `Site`, a name such as ``"resid_mid.3"`` or ``"final"``, or a layer index (its resid_post)."""
 
 SitesSpec = Union[None, str, int, Site, Iterable[SiteLike]]
 """What every ``sites=`` argument accepts: ``None`` or ``"all"`` (embeddings + every resid_post),
@@ -133,7 +133,7 @@ def valid_site_names(n_layers: int) -> str:
 
 
 def resolve_site(site: SiteLike, n_layers: int) -> Site:
-    """Turn a :class:`Site`, a site string or an int into a validated :class:`Site`."""
+    """Turn a `Site`, a site string or an int into a validated `Site`."""
     if isinstance(site, Site):
         if site.layer is not None and not 0 <= site.layer < n_layers:
             raise SiteError(

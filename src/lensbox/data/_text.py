@@ -1,8 +1,8 @@
 """Reading text: files (UTF-8, folders read recursively) and strings, one text per file.
 
-:func:`read_texts` reads everything at once; :func:`iter_texts` reads the same
+`read_texts` reads everything at once; `iter_texts` reads the same
 sources lazily, one file at a time (what the token-window stream uses).
-:func:`expand_paths` is the folder rule both use (hidden files skipped).
+`expand_paths` is the folder rule both use (hidden files skipped).
 """
 
 import os
@@ -91,7 +91,7 @@ def read_texts(source: Source, *, kind: Literal["auto", "paths", "texts"] = "aut
 
     Files must be UTF-8; a byte-order mark is dropped and line ends become
     ``\\n``. Empty files, missing files and non-UTF-8 files raise
-    :class:`InputError` naming the file (and byte offset).
+    `InputError` naming the file (and byte offset).
     """
     if isinstance(source, str) and kind == "auto" and not any(c.isspace() for c in source):
         source = Path(source)  # one bare word: a path (missing -> a clear error), never a one-word text
@@ -101,9 +101,9 @@ def read_texts(source: Source, *, kind: Literal["auto", "paths", "texts"] = "aut
 def iter_texts(source: Source, *, kind: Literal["auto", "paths", "texts"] = "auto") -> Iterator[str]:
     """The texts of ``source`` one at a time, files read only when reached.
 
-    Same rules as :func:`read_texts`, except that a single ``str`` is read by the
+    Same rules as `read_texts`, except that a single ``str`` is read by the
     ``kind`` rule (text or path) rather than always as a path. An empty
-    collection raises :class:`InputError` at once.
+    collection raises `InputError` at once.
     """
     items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     if not items:

@@ -1,10 +1,10 @@
 """Token windows: the ONE path from text (or token ids) to fixed-length windows, and the train/val split.
 
-:func:`windows` is what training, probes, evaluation and the CLI all use. Text is
+`windows` is what training, probes, evaluation and the CLI all use. Text is
 tokenized in pieces of about ``chunk_chars`` characters (cut after a newline), so
-memory holds one piece's tokens, never the whole corpus's. :func:`split_windows`
-and :func:`train_val_split` send window ``i`` to validation when a hash of
-``(seed, i)`` falls below ``val_fraction``; :func:`check_val_fraction` is the one
+memory holds one piece's tokens, never the whole corpus's. `split_windows`
+and `train_val_split` send window ``i`` to validation when a hash of
+``(seed, i)`` falls below ``val_fraction``; `check_val_fraction` is the one
 check of that fraction.
 """
 
@@ -62,7 +62,7 @@ def windows(
 
     * text: a ``str``, a file or folder (``pathlib.Path``, UTF-8, folders read
       recursively), or an iterable of those, read lazily by
-      :func:`lensbox.data.read_texts`'s rules (``kind`` forces strings to be read as
+      `lensbox.data.read_texts`'s rules (``kind`` forces strings to be read as
       ``"texts"`` or ``"paths"``). Needs ``tokenize``;
     * token ids: a ``[n, window]`` tensor (its rows are the windows, taken as they are),
       or any other tensor / list of id lists / list of 1-D tensors (concatenated, then
@@ -82,7 +82,7 @@ def windows(
 
     For a ``[n, window]`` tensor: ``torch.stack(list(windows(...)))``.
 
-    Raises :class:`InputError` for bad settings at once, and (when iterated to the
+    Raises `InputError` for bad settings at once, and (when iterated to the
     end) if the data holds fewer tokens than one window.
     """
     body = _check_settings(window, bos_id, stride, max_tokens, chunk_chars)
@@ -110,7 +110,7 @@ def token_windows(
     sep_id: Optional[int] = None,
     chunk_chars: int = 100_000,
 ) -> Iterator[Int[Tensor, "window"]]:
-    """:func:`windows` over texts given as strings (never read as paths), with an explicit ``sep_id``."""
+    """`windows` over texts given as strings (never read as paths), with an explicit ``sep_id``."""
     body = _check_settings(window, bos_id, stride, None, chunk_chars)
     pieces = _id_pieces(_strings(texts), _checked(tokenize), sep_id, chunk_chars)
     return _cut(pieces, window, body, bos_id, stride or body, None, None)
@@ -327,7 +327,7 @@ def split_windows(
 def train_val_split(
     windows: Iterable[Int[Tensor, "window"]], *, val_fraction: float = 0.1, seed: int = 0
 ) -> Tuple[Int[Tensor, "n_train window"], Int[Tensor, "n_val window"]]:
-    """Stack the windows into a training and a validation tensor (same rule as :func:`split_windows`)."""
+    """Stack the windows into a training and a validation tensor (same rule as `split_windows`)."""
     check_val_fraction(val_fraction)
     train: List[Tensor] = []
     val: List[Tensor] = []

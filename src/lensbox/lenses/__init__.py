@@ -2,27 +2,27 @@
 
 Internals, bottom up (each module one concept):
 
-* ``_metrics``   THE metric table: every statistic a :class:`LensResult` or a
-  :class:`LensEvaluation` offers, as frozen :class:`Metric` records (name, description,
-  reader, axis label, colour map, scale, aliases, better); :func:`get_metric` resolves
+* ``_metrics``   THE metric table: every statistic a `LensResult` or a
+  `LensEvaluation` offers, as frozen `Metric` records (name, description,
+  reader, axis label, colour map, scale, aliases, better); `get_metric` resolves
   aliases. Plots and the CLI read their metric choices from it.
 * ``_decoders``  how a residual vector becomes logits: final norm + ``W_U`` (+ the model's
   logit soft-cap), ``W_E^T``, the last K blocks, per-site maps.
 * ``_kernels``   the work-buffer kernels of the statistics engine (padded-width buffers,
   a readout writing logits in place, blocked top-k, packed rank counts, blocked dot products).
-* ``_stats``     the chunked statistics engine (:func:`lens_statistics`: top-k, ranks, KL
+* ``_stats``     the chunked statistics engine (`lens_statistics`: top-k, ranks, KL
   both ways, entropy in bounded memory), the check that the decoded final stream
-  reproduces the model's own log-softmax (else :class:`~lensbox.ModelError`), and THE
-  KL / log-softmax kernel (:func:`log_softmax`, :func:`kl_divergence`) that evaluation and
+  reproduces the model's own log-softmax (else `ModelError`), and THE
+  KL / log-softmax kernel (`log_softmax`, `kl_divergence`) that evaluation and
   training share.
-* ``_result``    :class:`LensResult`, what every lens returns.
+* ``_result``    `LensResult`, what every lens returns.
 * ``_lens``      the abstract lens analyzer both lenses derive from (sites, decoder, engine).
-* ``_logit``     :class:`LogitLens` and :func:`logit_lens`.
-* ``_tuned``     learned per-site affine :class:`Translators`, :class:`TunedLens`, :func:`tuned_lens`.
+* ``_logit``     `LogitLens` and `logit_lens`.
+* ``_tuned``     learned per-site affine `Translators`, `TunedLens`, `tuned_lens`.
 * ``_tuned_io``  the tuned lens on disk (lensbox's folder via ``lensbox._io``; v1 folders;
   the tuned-lens library's ``params.pt`` import).
-* ``_jacobian``  :class:`JacobianDecoder` (a TransformerLens ``JacobianLens`` as a decoder).
-* ``_evaluate``  several lenses side by side on held-out text (:func:`evaluate`).
+* ``_jacobian``  `JacobianDecoder` (a TransformerLens ``JacobianLens`` as a decoder).
+* ``_evaluate``  several lenses side by side on held-out text (`evaluate`).
 * ``_geometry``  residual-stream norms and the token-plane trajectory.
 
 Layering: ``lenses`` imports ``core``, ``data`` (windows) and the bottom modules

@@ -1,8 +1,8 @@
 """Decoders: how a residual-stream vector becomes a distribution over the vocabulary.
 
-A decoder has two steps. :meth:`Decoder.prepare` sees one site's whole stream
+A decoder has two steps. `Decoder.prepare` sees one site's whole stream
 ``[batch, pos, d_model]`` once (it may mix positions, as running blocks does);
-:meth:`Decoder.decode` maps rows ``[n, d_model]`` to logits ``[n, d_vocab]`` and is
+`Decoder.decode` maps rows ``[n, d_model]`` to logits ``[n, d_vocab]`` and is
 called chunk by chunk, so the full ``[layer, pos, vocab]`` tensor never exists.
 """
 
@@ -112,8 +112,8 @@ class LastBlocksDecoder(Decoder):
 class SiteMapDecoder(Decoder):
     """A decoder whose ``prepare`` maps each site's stream by a fitted per-site map, then final norm + W_U.
 
-    Subclasses give the map (:meth:`map_stream`) and say whether it covers the final
-    site (:meth:`maps_final`); when it does not, the final site passes through
+    Subclasses give the map (`map_stream`) and say whether it covers the final
+    site (`maps_final`); when it does not, the final site passes through
     unchanged. The map runs without gradients and its output takes the stream's dtype.
     """
 
@@ -135,7 +135,7 @@ DecoderLike = Union[None, str, Decoder]
 
 
 def make_decoder(spec: DecoderLike) -> Decoder:
-    """``None``/'logit' -> :class:`Decoder`; 'embed_t' -> W_E^T; 'last_blocks:K' -> last K blocks."""
+    """``None``/'logit' -> `Decoder`; 'embed_t' -> W_E^T; 'last_blocks:K' -> last K blocks."""
     if isinstance(spec, Decoder):
         return spec
     if spec is None or spec in {"logit", "unembed", "W_U"}:

@@ -1,20 +1,20 @@
 """Evaluating lenses side by side on held-out text.
 
-:func:`evaluate` runs the model once per batch of windows, captures the residual
+`evaluate` runs the model once per batch of windows, captures the residual
 streams every lens needs, and reports per lens and site, averaged over all positions
-(the ``evaluation`` metrics of the metric table, :mod:`lensbox.lenses._metrics`):
+(the ``evaluation`` metrics of the metric table, `lensbox.lenses._metrics`):
 
 * ``kl``: mean KL(final || lens) in nats;
 * ``ce``: mean cross-entropy of the lens's distribution against the next token (nats),
   and ``bpb``: the same total in bits divided by the UTF-8 bytes of the predicted tokens;
 * ``top1_agree``: how often the lens's top-1 token is the final layer's top-1.
 
-KL and log-probabilities come from the one kernel in :mod:`lensbox.lenses._stats`
-(:func:`~lensbox.lenses.log_softmax`, :func:`~lensbox.lenses.kl_divergence`), so the
+KL and log-probabilities come from the one kernel in `lensbox.lenses._stats`
+(`log_softmax`, `kl_divergence`), so the
 final site's KL is exactly 0.
 
-Lenses are given by name: ``'logit'`` (the logit lens), a :class:`~lensbox.TunedLens`
-or a saved lens directory, any :class:`~lensbox.lenses.Decoder`, or a TransformerLens
+Lenses are given by name: ``'logit'`` (the logit lens), a `TunedLens`
+or a saved lens directory, any `Decoder`, or a TransformerLens
 ``JacobianLens`` (its transport matrices then the model's decoder).
 """
 
@@ -43,7 +43,7 @@ METRIC_NAMES = {m: get_metric(m).description for m in metric_names("evaluation")
 
 
 def resolve_lens(spec: Any, adapter: ModelAdapter) -> Tuple[Decoder, List[Site]]:
-    """A decoder for a lens spec (see :func:`evaluate`) and the sites it can decode on this model."""
+    """A decoder for a lens spec (see `evaluate`) and the sites it can decode on this model."""
     final = Site.resid_post(adapter.n_layers - 1)
     every = adapter.sites(None)
     if spec is None or (isinstance(spec, str) and spec in {"logit", "logit_lens"}):
@@ -75,7 +75,7 @@ def resolve_lens(spec: Any, adapter: ModelAdapter) -> Tuple[Decoder, List[Site]]
 
 @dataclasses.dataclass
 class LensEvaluation:
-    """Per-lens, per-site held-out statistics from :func:`evaluate`.
+    """Per-lens, per-site held-out statistics from `evaluate`.
 
     ``values[lens][metric]`` is a list aligned with ``sites`` (NaN where the lens has
     no such site). ``tokens`` positions were evaluated (``ce`` over ``tokens - windows``
@@ -250,7 +250,7 @@ def evaluate(
         sites: restrict to these sites (default: every site any lens has).
         batch_size: windows per forward pass.
 
-    Returns a :class:`LensEvaluation` (``.table()``, ``.to_pandas()``, ``.plot()``, ``.mean(name)``).
+    Returns a `LensEvaluation` (``.table()``, ``.to_pandas()``, ``.plot()``, ``.mean(name)``).
     """
     from tqdm.auto import tqdm
 

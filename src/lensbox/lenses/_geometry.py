@@ -2,15 +2,15 @@
 
 Two data helpers behind the "directions and magnitude" pictures:
 
-* :func:`residual_norms` — the Euclidean norm of the residual stream at each site and
+* `residual_norms` — the Euclidean norm of the residual stream at each site and
   position (the stream grows along the depth of the model; its size sets how
   confident a decoded distribution is, its direction which tokens it favours);
-* :func:`token_plane_trajectory` — one position's residual stream at every site,
+* `token_plane_trajectory` — one position's residual stream at every site,
   after the model's final norm, expressed in the plane spanned by the unembedding
   directions of two tokens (e.g. " Mary" and " John").
 
 Both are analyzers (``residual_norms`` and ``token_plane``) and so can share one forward
-pass with other analyzers through :func:`lensbox.analyze`. Plotting lives in
+pass with other analyzers through `lensbox.analyze`. Plotting lives in
 ``lensbox.plot``; nothing here draws.
 """
 
@@ -136,8 +136,11 @@ def residual_norms(
 ) -> ResidualNorms:
     """Norm of the residual stream at each site and position (runs the model once).
 
-    >>> norms = lensbox.residual_norms(model, "The capital of France is")   # doctest: +SKIP
-    >>> norms.norms[0, :, -1]        # last position, embeddings .. final layer  # doctest: +SKIP
+    Examples:
+        ```python
+        norms = lensbox.residual_norms(model, "The capital of France is")
+        norms.norms[0, :, -1]   # last position, embeddings .. final layer
+        ```
     """
     analyzer = ResidualNormsAnalyzer(sites, include_mid=include_mid)
     return analyze(model, inputs, [analyzer], cache=cache, prepend_bos=prepend_bos)[analyzer.name]
@@ -351,9 +354,12 @@ def token_plane_trajectory(
 ) -> TokenPlaneTrajectory:
     """Follow position ``pos`` across sites in the plane of two tokens' unembedding directions.
 
-    >>> traj = lensbox.token_plane_trajectory(
-    ...     model, "John and Mary went to the bar. John bought a drink for", (" Mary", " John"))  # doctest: +SKIP
-    >>> traj.logits[0, -1]     # final-layer logits of ' Mary' and ' John'   # doctest: +SKIP
+    Examples:
+        ```python
+        traj = lensbox.token_plane_trajectory(
+            model, "John and Mary went to the bar. John bought a drink for", (" Mary", " John"))
+        traj.logits[0, -1]   # final-layer logits of ' Mary' and ' John'
+        ```
     """
     analyzer = TokenPlaneAnalyzer(tokens, pos=pos, sites=sites, include_mid=include_mid)
     return analyze(model, inputs, [analyzer], cache=cache, prepend_bos=prepend_bos)[analyzer.name]

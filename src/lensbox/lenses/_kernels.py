@@ -1,4 +1,4 @@
-"""The work-buffer kernels of the statistics engine (:mod:`lensbox.lenses._stats`).
+"""The work-buffer kernels of the statistics engine (`lensbox.lenses._stats`).
 
 Rows of logits live in float32 buffers whose vocabulary width is padded to a multiple of
 1024; the kernels here read them: a readout that writes logits straight into a buffer, a

@@ -1,9 +1,9 @@
 """The abstract lens analyzer both the logit lens and the tuned lens derive from.
 
 A lens analyzer picks sites, lets its decoder prepare each site's stream, runs the
-chunked statistics engine (:func:`~lensbox.lenses._stats.lens_statistics`) and wraps the
-numbers in a :class:`~lensbox.LensResult`. Subclasses say which sites they decode
-(:meth:`LensAnalyzer.selected_sites`) and may adjust the prepared streams.
+chunked statistics engine (`lens_statistics`) and wraps the
+numbers in a `LensResult`. Subclasses say which sites they decode
+(`LensAnalyzer.selected_sites`) and may adjust the prepared streams.
 """
 
 import abc
@@ -21,13 +21,13 @@ from ._stats import NonFinitePolicy, lens_statistics
 
 
 class LensAnalyzer(Analyzer, abc.ABC):
-    """Shared machinery of lens analyzers (abstract: use :class:`~lensbox.LogitLens` or :class:`~lensbox.TunedLens`).
+    """Shared machinery of lens analyzers (abstract: use `LogitLens` or `TunedLens`).
 
     Args:
         sites: which streams to decode. Accepts None/'all', '0-5,final', a list of Site/str/int.
         include_mid: also decode each block's resid_mid (after attention, before the MLP).
         k: how many top tokens to keep per cell.
-        decoder: how a stream becomes logits (see :func:`~lensbox.lenses._decoders.make_decoder`).
+        decoder: how a stream becomes logits (see `make_decoder`).
         chunk_rows: rows per ``[rows, vocab]`` work buffer; memory grows with it, not with the sequence.
         on_nonfinite: 'raise' (default) on NaN/inf activations, or 'mark' to return NaN statistics there
             (ranks, top ids and ``final_top1`` -1).

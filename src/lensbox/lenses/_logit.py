@@ -44,10 +44,30 @@ def logit_lens(
     cache: Any = None,
     prepend_bos: Optional[bool] = None,
 ) -> LensResult:
-    """Run the logit lens on ``inputs`` and return a :class:`LensResult`.
+    """Run the logit lens on ``inputs`` and return a `LensResult`.
 
-    >>> result = lensbox.logit_lens(model, "The capital of France is")   # doctest: +SKIP
-    >>> result.top_tokens("resid_post.20", -1)                            # doctest: +SKIP
+    Args:
+        model: a TransformerBridge or HookedTransformer.
+        inputs: text, a list of equal-length texts, or token ids (``[pos]`` or ``[batch, pos]``).
+        sites: which streams to decode (default: the embeddings and every resid_post), e.g.
+            ``'all'``, ``'0-5,final'`` or a list of sites, names or layer numbers.
+        include_mid: also decode each block's resid_mid (after attention, before the MLP).
+        k: how many top tokens to keep per cell.
+        decoder: ``'logit'`` (final norm + W_U, default), ``'embed_t'`` (final norm + W_E^T),
+            ``'last_blocks:K'`` (run the last K blocks first), or a Decoder instance.
+        chunk_rows: rows per ``[rows, vocab]`` work buffer; memory grows with it, not with the sequence.
+        on_nonfinite: ``'raise'`` (default) on NaN/inf activations, or ``'mark'`` to return NaN
+            statistics there.
+        cache: an ``ActivationCache`` (or a dict from hook name to tensor) from a run of ``model``
+            on exactly these inputs; the model is then not run. The hooks it must hold are
+            ``LogitLens(sites).hook_names(model)``, a ``names_filter`` for ``run_with_cache``.
+        prepend_bos: whether text gets the model's BOS token first (default: the model's own setting).
+
+    Examples:
+        ```python
+        result = lensbox.logit_lens(model, "The capital of France is")
+        result.top_tokens("resid_post.20", -1)   # the top tokens at layer 20, last position
+        ```
     """
     lens = LogitLens(
         sites, include_mid=include_mid, k=k, decoder=decoder, chunk_rows=chunk_rows, on_nonfinite=on_nonfinite

@@ -1,17 +1,17 @@
 """The metric table: every statistic a lens result or a lens evaluation offers, in one place.
 
-Each :class:`Metric` says what a short name means (``description``), how to read it from
-a :class:`~lensbox.LensResult` (``read``: ``[batch, site, pos]`` values), how to draw it
+Each `Metric` says what a short name means (``description``), how to read it from
+a `LensResult` (``read``: ``[batch, site, pos]`` values), how to draw it
 (``label`` for an axis or colour bar, a matplotlib colour map ``cmap`` and a ``scale``)
 and which direction is ``better``. Aliases resolve to one record through
-:func:`get_metric`. ``LensResult.metric``, ``METRICS``, the plots, ``LensEvaluation`` and
-the CLI's ``--metric`` choices are all built from :data:`METRIC_TABLE`.
+`get_metric`. ``LensResult.metric``, ``METRICS``, the plots, ``LensEvaluation`` and
+the CLI's ``--metric`` choices are all built from `METRIC_TABLE`.
 
 Scales: ``"prob"`` values in 0..1 (a fixed 0..1 colour range); ``"rank"`` 0-based ranks,
 -1 where undefined (plots show them 1-based on a log colour scale); ``"linear"`` anything
 else (plots clip the colour range at the 98th percentile).
 
-Metrics with ``read=None`` exist only in a :class:`~lensbox.LensEvaluation` (they need
+Metrics with ``read=None`` exist only in a `LensEvaluation` (they need
 the whole evaluation text: bits per byte, top-1 agreement); ``evaluation=True`` marks the
 metrics a ``LensEvaluation`` reports.
 """
@@ -28,7 +28,7 @@ from .._errors import InputError
 Scale = Literal["prob", "linear", "rank"]
 Better = Literal["lower", "higher"]
 MetricScope = Literal["result", "evaluation", "any"]
-#: ``read(result)`` -> ``[batch, site, pos]`` float values of a :class:`~lensbox.LensResult`.
+#: ``read(result)`` -> ``[batch, site, pos]`` float values of a `LensResult`.
 Reader = Callable[[Any], Float[Tensor, "batch site pos"]]
 
 
@@ -45,7 +45,7 @@ class Metric:
         better: ``'lower'`` or ``'higher'``.
         read: ``result -> [batch, site, pos]`` float tensor; ``None`` for evaluation-only metrics.
         aliases: other accepted names.
-        evaluation: whether :class:`~lensbox.LensEvaluation` reports it (per lens and site).
+        evaluation: whether `LensEvaluation` reports it (per lens and site).
     """
 
     name: str
@@ -60,7 +60,7 @@ class Metric:
 
     @property
     def in_result(self) -> bool:
-        """Whether a :class:`~lensbox.LensResult` offers this metric."""
+        """Whether a `LensResult` offers this metric."""
         return self.read is not None
 
     def values(self, result: Any, *, batch: Optional[int] = None) -> Tensor:
@@ -151,9 +151,9 @@ def metric_names(scope: MetricScope = "result", *, aliases: bool = False) -> Tup
 
 
 def get_metric(name: str, *, scope: MetricScope = "any") -> Metric:
-    """The :class:`Metric` called ``name`` (or one of its aliases).
+    """The `Metric` called ``name`` (or one of its aliases).
 
-    Raises :class:`~lensbox.InputError` listing the valid names when ``name`` is unknown
+    Raises `InputError` listing the valid names when ``name`` is unknown
     or not offered in ``scope`` (``'result'``: by a ``LensResult``; ``'evaluation'``: by a
     ``LensEvaluation``).
     """

@@ -95,7 +95,7 @@ class LensResult:
         return list(zip(self.top_labels[batch][i][p], probs))
 
     def metric(self, name: str) -> Float[Tensor, "batch layer pos"]:
-        """A statistic by short name or alias (see ``lensbox.METRICS`` and :func:`~lensbox.get_metric`)."""
+        """A statistic by short name or alias (see ``lensbox.METRICS`` and `get_metric`)."""
         return get_metric(name, scope="result").values(self)
 
     def mean_over_positions(self, name: str, *, batch: Optional[int] = None) -> List[float]:
@@ -221,7 +221,7 @@ def result_from_stats(
     tokens: Tensor,
     stats: Dict[str, Tensor],
 ) -> LensResult:
-    """Assemble a :class:`LensResult`, attaching readable labels."""
+    """Assemble a `LensResult`, attaching readable labels."""
     b = tokens.shape[0]
     input_labels = [adapter.token_labels(tokens[i].tolist()) for i in range(b)]
     cache: Dict[int, str] = {}

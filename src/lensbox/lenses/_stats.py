@@ -102,8 +102,8 @@ def log_softmax(logits: Float[Tensor, "*rows vocab"]) -> Float[Tensor, "*rows vo
     of up to ~2e-5 over a 49k vocabulary; weighted by logits of size ~50..200 that is a
     KL error of ~1e-3 nats. Here the logits are centred on their (detached) maximum and
     ``sum(exp(.))`` is a plain ``torch.sum`` (pairwise), which stays within float32
-    rounding. Differentiable. This is the normalisation :func:`lens_statistics` applies to
-    its reference distributions, and what :func:`kl_divergence` expects.
+    rounding. Differentiable. This is the normalisation `lens_statistics` applies to
+    its reference distributions, and what `kl_divergence` expects.
     """
     x = logits.float()
     centred = x - x.detach().amax(dim=-1, keepdim=True)
@@ -119,7 +119,7 @@ def kl_divergence(
 ) -> Float[Tensor, "*rows"]:
     """``KL(ref || other) = sum_v p_v (log p_v - log q_v)`` per row, in nats.
 
-    Both arguments are log-probabilities from :func:`log_softmax`. The sum runs over the
+    Both arguments are log-probabilities from `log_softmax`. The sum runs over the
     difference of log-probabilities (never ``sum p log p - sum p z + lse``, which cancels
     large terms), so identical rows give exactly 0 and the final site of every lens is
     exact. ``ref_probs`` (``exp(ref_logprobs)``) may be passed when it is reused across calls.
@@ -133,7 +133,7 @@ def kl_divergence(
 #: final stream's, on the model's top tokens, for a float32 model. Exact decoding agrees to
 #: ~2e-5 (float32 rounding of logits of size ~30-200: SmolLM2 measured); a missing soft-cap,
 #: logit scale, bias or norm is off by 1e-2 to several nats. Half-precision models add four
-#: rounding steps of their largest logit (see :func:`_final_excess`).
+#: rounding steps of their largest logit (see `_final_excess`).
 FINAL_LOGPROB_TOLERANCE = 1e-3
 _CHECK_TOP = 8
 
@@ -207,8 +207,8 @@ def lens_statistics(
         chunk_rows: most (site, position) rows decoded at once; the work buffers take
             about ``chunk_rows x vocab x 10`` bytes (two float32, two boolean).
         model_logits: the logits the model's forward pass returned; when given, the decoded
-            final stream must reproduce their log-softmax (:data:`FINAL_LOGPROB_TOLERANCE`),
-            checked chunk by chunk on the reference rows already decoded, else :class:`ModelError`.
+            final stream must reproduce their log-softmax (`FINAL_LOGPROB_TOLERANCE`),
+            checked chunk by chunk on the reference rows already decoded, else `ModelError`.
 
     Returns a dict of float32 / int64 CPU tensors shaped ``[batch, layer, pos]``
     (``top_ids`` / ``top_logprobs`` ``[batch, layer, pos, k]``, ``final_top1`` ``[batch, pos]``),
@@ -329,7 +329,7 @@ def _check_logits_shape(adapter: ModelAdapter, model_logits: Optional[Tensor], s
 
 
 class _Raw:
-    """Per-cell raw quantities (``[batch, site, pos, .]``), filled chunk by chunk; :meth:`finish` turns them into statistics."""
+    """Per-cell raw quantities (``[batch, site, pos, .]``), filled chunk by chunk; `finish` turns them into statistics."""
 
     def __init__(self, cells: Tuple[int, int, int], k: int, dev: torch.device) -> None:
         self.cells, self.k, self.dev = cells, k, dev

@@ -10,10 +10,10 @@ and the model's frozen final norm and unembedding decode ``t``. With ``W = 0`` a
 site (``resid_post`` of the last block) is always decoded as it is: its translator
 is the identity by construction and is not stored.
 
-:class:`TunedLens` is an :class:`~lensbox.Analyzer` registered as ``tuned_lens``;
-it returns the same :class:`~lensbox.LensResult` as the logit lens, computed by the
+`TunedLens` is an `Analyzer` registered as ``tuned_lens``;
+it returns the same `LensResult` as the logit lens, computed by the
 same chunked statistics engine, so both lenses compare side by side in one
-:func:`lensbox.analyze` call. Training lives in ``lensbox.training``, evaluation in
+`lensbox.analyze` call. Training lives in ``lensbox.training``, evaluation in
 ``_evaluate.py``, the file formats in ``_tuned_io.py``.
 """
 
@@ -160,7 +160,7 @@ class Translators(nn.Module):
 
 
 class TunedDecoder(SiteMapDecoder):
-    """A :class:`~lensbox.lenses.Decoder` whose ``prepare`` applies the site's translator.
+    """A `Decoder` whose ``prepare`` applies the site's translator.
 
     Decoding afterwards is the model's final norm + unembedding, chunk by chunk, as
     for the logit lens. The final site is passed through unchanged.
@@ -187,19 +187,19 @@ class TunedDecoder(SiteMapDecoder):
 class TunedLens(LensAnalyzer):
     """Analyzer ``tuned_lens``: the logit lens after a learned affine translator per site.
 
-    Build one by training (:func:`lensbox.train_tuned_lens`), loading
-    (:meth:`TunedLens.load`, or ``path=`` here), importing a tuned-lens library
-    lens (:meth:`TunedLens.from_tuned_lens`), or as the identity
-    (:meth:`TunedLens.identity`, equal to the logit lens until trained).
+    Build one by training (`lensbox.train_tuned_lens`), loading
+    (`TunedLens.load`, or ``path=`` here), importing a tuned-lens library
+    lens (`TunedLens.from_tuned_lens`), or as the identity
+    (`TunedLens.identity`, equal to the logit lens until trained).
 
     Args:
         translators: the per-site translators (or None with ``path``).
         path: a saved lens directory to load (``analyze(..., [('tuned_lens', {'path': d})])``).
         sites: which sites to decode (default: every site the lens has, plus the final site).
         include_mid: when ``sites`` is a spec such as 'all', also take resid_mid sites.
-        k, chunk_rows, on_nonfinite: as for :class:`~lensbox.LogitLens`.
+        k, chunk_rows, on_nonfinite: as for `LogitLens`.
         check_fingerprint: refuse to run on a model other than the one the lens was
-            trained for (:class:`~lensbox.ModelError`); False overrides.
+            trained for (`ModelError`); False overrides.
         config: metadata (model, training settings, corpus, metrics) kept with the lens.
     """
 
@@ -282,7 +282,7 @@ class TunedLens(LensAnalyzer):
 
     # ------------------------------------------------------------------ analyzer protocol
     def check_model(self, adapter: ModelAdapter) -> None:
-        """Raise :class:`~lensbox.ModelError` when ``adapter``'s model is not the lens's model."""
+        """Raise `ModelError` when ``adapter``'s model is not the lens's model."""
         tr = self.require_translators()
         if self._checked.get(id(adapter.model)):
             return
@@ -400,7 +400,7 @@ class TunedLens(LensAnalyzer):
         check_fingerprint: bool = True,
         **kwargs: Any,
     ) -> "TunedLens":
-        """Load a lens saved with :meth:`save` (this version's folders and lensbox 0.1's).
+        """Load a lens saved with `save` (this version's folders and lensbox 0.1's).
 
         Args:
             path: the lens directory (``config.json`` + ``translators.safetensors``).
@@ -466,9 +466,9 @@ def tuned_lens(
     cache: Any = None,
     prepend_bos: Optional[bool] = None,
 ) -> LensResult:
-    """Run a tuned lens (an object or a saved directory) on ``inputs`` and return a :class:`~lensbox.LensResult`.
+    """Run a tuned lens (an object or a saved directory) on ``inputs`` and return a `LensResult`.
 
-    The options are the logit lens's (:func:`~lensbox.logit_lens`); ``sites`` must be
+    The options are the logit lens's (`logit_lens`); ``sites`` must be
     among the lens's translator sites (and the final site). ``check_fingerprint``
     defaults to the lens's own setting (True for a loaded lens).
     """

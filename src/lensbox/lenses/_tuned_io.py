@@ -1,6 +1,6 @@
 """The tuned lens on disk: lensbox's lens folder (read and write) and the tuned-lens library's format (read).
 
-A lensbox lens is a folder written by :func:`lensbox._io.write_artifact`::
+A lensbox lens is a folder written by `lensbox._io.write_artifact`::
 
     config.json               {"format": "lensbox.tuned_lens", "format_version": 2, "lensbox_version",
                                "created", "files": {"translators.safetensors": sha256}, "model_name",
@@ -81,7 +81,7 @@ def write_lens(target: Path, *, tensors: Dict[str, Tensor], config: Mapping[str,
 
 
 def check_lens_target(target: Path, *, overwrite: bool) -> None:
-    """Raise :class:`~lensbox.ArtifactError` now if saving a lens to ``target`` would be refused later.
+    """Raise `ArtifactError` now if saving a lens to ``target`` would be refused later.
 
     A new path or an empty folder is fine; an existing lens folder only with ``overwrite``;
     anything else (a file, a folder of other files) never.

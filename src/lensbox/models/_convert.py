@@ -1,7 +1,7 @@
 """Turn a Hugging Face Llama-architecture model into a TransformerLens ``HookedTransformer``.
 
 TransformerLens 2.x and 3.x ship ``HookedTransformer``; building one with
-``HookedTransformer.from_pretrained`` needs the hub. :func:`to_hooked_transformer`
+``HookedTransformer.from_pretrained`` needs the hub. `to_hooked_transformer`
 works offline instead: it reads the sizes from ``hf_model.config``, builds the
 ``HookedTransformerConfig`` by hand (the RoPE base included, which the hub-free
 path would otherwise leave at TransformerLens's default of 10000), converts the

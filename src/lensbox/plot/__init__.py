@@ -1,4 +1,4 @@
-"""Plots of lensbox results (matplotlib, static; plotly only in :func:`plot_heatmap_interactive`).
+"""Plots of lensbox results (matplotlib, static; plotly only in `plot_heatmap_interactive`).
 
 Every function takes a result (a ``LensResult``, ``LensEvaluation``, ``ResidualNorms``,
 ``TokenPlaneTrajectory`` or a probe accuracy table) and returns a figure; none runs a model.
@@ -8,14 +8,14 @@ drawn, plotly only by the interactive heatmap.
 Internals, one concept per module:
 
 * ``_common``: the headless figure, the font context, position and site selection, the
-  layer axis, :func:`save_figure`;
-* ``_heatmap``: :func:`plot_heatmap` (sites x positions, top-1 token per cell, coloured by a
-  metric of ``lensbox.lenses``' metric table) and :func:`plot_compare_views`;
-* ``_curves``: per-layer curves, :func:`plot_layer_metric`, :func:`plot_kl_by_layer`,
-  :func:`plot_evaluation`;
-* ``_geometry``: :func:`plot_residual_norms`, :func:`plot_trajectory`;
-* ``_probes``: :func:`plot_probe_accuracy`;
-* ``_interactive``: :func:`plot_heatmap_interactive` (plotly, optional);
+  layer axis, `save_figure`;
+* ``_heatmap``: `plot_heatmap` (sites x positions, top-1 token per cell, coloured by a
+  metric of ``lensbox.lenses``' metric table) and `plot_compare_views`;
+* ``_curves``: per-layer curves, `plot_layer_metric`, `plot_kl_by_layer`,
+  `plot_evaluation`;
+* ``_geometry``: `plot_residual_norms`, `plot_trajectory`;
+* ``_probes``: `plot_probe_accuracy`;
+* ``_interactive``: `plot_heatmap_interactive` (plotly, optional);
 * ``_fonts``: the fallback list of font families for labels in many scripts.
 """
 

@@ -20,7 +20,7 @@ from ._common import (
     site_x,
 )
 
-#: What :func:`plot_layer_metric` accepts: one result, a list, or a mapping name -> result.
+#: What `plot_layer_metric` accepts: one result, a list, or a mapping name -> result.
 Results = Union[LensResult, Sequence[LensResult], Mapping[str, LensResult]]
 
 # (label, x sorted ascending, y, optional (low, high) band); a None curve draws nothing but keeps its colour
@@ -117,10 +117,10 @@ def plot_layer_metric(
     band spans the 25%..75% quantiles over positions.
 
     Args:
-        results: a :class:`LensResult`, a list, or a dict ``{"logit lens": r1, "tuned lens": r2}``.
+        results: a `LensResult`, a list, or a dict ``{"logit lens": r1, "tuned lens": r2}``.
         metric: a ``LensResult.metric`` name: ``'kl'`` (KL(final ‖ layer), default),
             ``'kl_input'``, ``'entropy'``, ``'ce'``, ``'top1'``, ...
-        positions: positions to average over (see :func:`plot_heatmap`; default all;
+        positions: positions to average over (see `plot_heatmap`; default all;
             ``slice(1, None)`` drops the first, often atypical, position).
         batch: one batch row, or None for all.
         band: draw the interquartile band.
@@ -143,14 +143,14 @@ def plot_layer_metric(
 
 
 def plot_kl_by_layer(results: Results, **kwargs: Any) -> Any:
-    """KL(final ‖ layer) per layer for one or several lenses: :func:`plot_layer_metric` with ``metric='kl'``."""
+    """KL(final ‖ layer) per layer for one or several lenses: `plot_layer_metric` with ``metric='kl'``."""
     return plot_layer_metric(results, "kl", **kwargs)
 
 
 def plot_evaluation(
     evaluation: Any, metric: str = "kl", *, log: bool = False, title: str | None = None, ax: Any = None
 ) -> Any:
-    """Plot a :class:`~lensbox.lenses.LensEvaluation`: ``metric`` per layer on held-out text, one line per lens."""
+    """Plot a `LensEvaluation`: ``metric`` per layer on held-out text, one line per lens."""
     from ..lenses._evaluate import LensEvaluation
 
     if not isinstance(evaluation, LensEvaluation):

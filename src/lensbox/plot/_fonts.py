@@ -5,11 +5,11 @@ uses for invisible characters (``␣`` space, ``↵`` newline, ``⇥`` tab, ``�
 font covers all of them, so plots use a *fallback list* of families (matplotlib >= 3.6
 draws each character with the first family in the list that has it).
 
-:func:`font_families` finds which families of :data:`PREFERRED_FAMILIES` this machine
+`font_families` finds which families of `PREFERRED_FAMILIES` this machine
 has, registering system fonts that matplotlib's font cache does not know yet (the
 cache is built once; fonts installed later, e.g. by ``scripts/install_fonts.sh``,
 are otherwise invisible to it). Nothing here changes matplotlib's global settings
-unless :func:`use_fonts` is called; lensbox's plot functions apply the list only
+unless `use_fonts` is called; lensbox's plot functions apply the list only
 while they build a figure.
 """
 
@@ -119,7 +119,7 @@ def _known_families() -> set:
 
 
 def _register_system_fonts() -> int:
-    """Add system font files matching :data:`_FILE_PATTERNS` that matplotlib has not registered."""
+    """Add system font files matching `_FILE_PATTERNS` that matplotlib has not registered."""
     from matplotlib import font_manager
 
     manager = font_manager.fontManager
@@ -143,7 +143,7 @@ def font_families(*, refresh: bool = False, warn: bool = True) -> list[str]:
     """The fallback list of font families available here, in preference order.
 
     Registers matching system fonts that matplotlib's font cache has not seen (fonts
-    installed after matplotlib first ran). Warns once with :class:`FontWarning` when no
+    installed after matplotlib first ran). Warns once with `FontWarning` when no
     CJK font is available: Chinese and Japanese labels would then render as boxes.
 
     Args:

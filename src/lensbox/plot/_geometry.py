@@ -35,7 +35,7 @@ def plot_residual_norms(
     """Residual-stream norm per layer: one line per position (labelled by its token), plus the median.
 
     Args:
-        norms: a :class:`ResidualNorms` from :func:`lensbox.residual_norms`.
+        norms: a `ResidualNorms` from `lensbox.residual_norms`.
         positions: which positions get a line (default: all, or the last ``max_positions``).
         log: logarithmic y axis (norms often span orders of magnitude, e.g. the first position).
     """
@@ -157,7 +157,7 @@ def plot_trajectory(
     prefers the token written there.
 
     Args:
-        traj: a :class:`TokenPlaneTrajectory` from :func:`lensbox.token_plane_trajectory`.
+        traj: a `TokenPlaneTrajectory` from `lensbox.token_plane_trajectory`.
         annotate_every: label every k-th site (default: about eight labels).
     """
     from ..lenses._geometry import TokenPlaneTrajectory

@@ -1,6 +1,6 @@
 """Interactive heatmap for notebooks (plotly, optional).
 
-plotly is imported only when :func:`plot_heatmap_interactive` is called; lensbox does not
+plotly is imported only when `plot_heatmap_interactive` is called; lensbox does not
 depend on it. Hovering a cell shows the site, the position, the input and target tokens,
 the top-k decoded tokens with their probabilities and the coloured metric.
 """

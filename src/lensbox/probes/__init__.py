@@ -4,15 +4,15 @@ Internals, one concept per module:
 
 * ``_options``  the probe's options (kinds, decoding rule, penalty, skipped positions) and their checks;
 * ``_offsets``  token offsets: which (position, target) pairs of a window serve offset ``k``;
-* ``_maps``     the fitted maps: :class:`RidgeProbe`, :class:`SoftmaxProbe`, :class:`SoftmaxSettings`;
-* ``_ridge``    :class:`RidgeStatistics` (streamed ``X^T X``, ``X^T Y`` in float64) and ``solve_ridge``;
-* ``_softmax``  :func:`fit_softmax`: whitening, the ridge start, minibatch Adam / L-BFGS;
+* ``_maps``     the fitted maps: `RidgeProbe`, `SoftmaxProbe`, `SoftmaxSettings`;
+* ``_ridge``    `RidgeStatistics` (streamed ``X^T X``, ``X^T Y`` in float64) and ``solve_ridge``;
+* ``_softmax``  `fit_softmax`: whitening, the ridge start, minibatch Adam / L-BFGS;
 * ``_windows``  texts or token ids -> ``[n, window]`` token windows through ``lensbox.data.windows``;
-* ``_probe``    :class:`InputProbe`, the analyzer: ``fit`` = ``begin`` + ``partial_fit`` + ``finalize``;
+* ``_probe``    `InputProbe`, the analyzer: ``fit`` = ``begin`` + ``partial_fit`` + ``finalize``;
 * ``_probe_io`` the saved-probe format (``probe.json`` + ``probe.safetensors`` through ``lensbox._io``);
-* ``_evaluate`` :func:`evaluate_probe` and the streaming ``ProbeEvaluator``;
-* ``_result``   :class:`ProbeEvaluation` and the token-frequency buckets;
-* ``_relation`` :func:`embedding_relation`: principal angles against ``W_E`` / ``W_U``.
+* ``_evaluate`` `evaluate_probe` and the streaming ``ProbeEvaluator``;
+* ``_result``   `ProbeEvaluation` and the token-frequency buckets;
+* ``_relation`` `embedding_relation`: principal angles against ``W_E`` / ``W_U``.
 
 ``README.md`` beside this file explains the method in more depth.
 """

@@ -1,4 +1,4 @@
-"""Evaluating input probes on held-out text: :func:`evaluate_probe` and the streaming :class:`ProbeEvaluator`.
+"""Evaluating input probes on held-out text: `evaluate_probe` and the streaming `ProbeEvaluator`.
 
 Per site and offset the evaluator counts top-1 and top-5 hits of
 
@@ -10,9 +10,9 @@ Per site and offset the evaluator counts top-1 and top-5 hits of
 
 split by how often the target token occurred in the training text (frequency buckets).
 It also measures the mean cosine between the ridge prediction and the true embedding
-vector; :mod:`lensbox.probes._relation` adds how the weights relate to ``W_E`` / ``W_U``.
+vector; `lensbox.probes._relation` adds how the weights relate to ``W_E`` / ``W_U``.
 Scores against the vocabulary are computed in row chunks, so no ``[positions, vocab]``
-tensor is held for a whole batch. The result is a :class:`ProbeEvaluation`.
+tensor is held for a whole batch. The result is a `ProbeEvaluation`.
 """
 
 import math
@@ -269,10 +269,10 @@ def evaluate_probe(
     frequent_from: int = 100,
     store_metrics: bool = False,
 ) -> ProbeEvaluation:
-    """Evaluate a fitted :class:`InputProbe` on held-out ``data`` (texts or token windows).
+    """Evaluate a fitted `InputProbe` on held-out ``data`` (texts or token windows).
 
     Streams windows through the model (one forward pass per batch for all sites) and
-    returns a :class:`ProbeEvaluation` with top-1/top-5 accuracy per method, site, offset and
+    returns a `ProbeEvaluation` with top-1/top-5 accuracy per method, site, offset and
     training-frequency bucket, plus the baselines and the relation to ``W_E`` / ``W_U``.
     A ``[n, pos]`` token tensor is used as its rows; text is cut into windows of ``window``
     tokens (at most ``max_tokens`` in all). ``candidates='seen'`` decodes the ridge probe and

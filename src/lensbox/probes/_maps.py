@@ -1,7 +1,7 @@
 """The fitted maps: a ridge map onto the embedding vector, a softmax classifier, and the softmax settings.
 
 These are plain containers of tensors (what a saved probe holds per site and offset);
-:mod:`lensbox.probes._ridge` and :mod:`lensbox.probes._softmax` make them.
+`lensbox.probes._ridge` and `lensbox.probes._softmax` make them.
 """
 
 import dataclasses
@@ -69,7 +69,7 @@ class SoftmaxSettings:
     seed: int = 0
 
     def validate(self) -> "SoftmaxSettings":
-        """Return ``self`` when every field is usable, else raise :class:`InputError` naming the field."""
+        """Return ``self`` when every field is usable, else raise `InputError` naming the field."""
         if self.optimizer not in ("adam", "lbfgs"):
             raise InputError(
                 "Unknown softmax optimizer.",

@@ -13,7 +13,7 @@ DEFAULT_OFFSETS: tuple[int, ...] = (0, -1, -2, -3, 1)
 
 
 def check_offsets(offsets: object) -> list[int]:
-    """The offsets as a list of distinct ints, or an :class:`InputError` saying what is wrong."""
+    """The offsets as a list of distinct ints, or an `InputError` saying what is wrong."""
     if isinstance(offsets, (int, str)) or not isinstance(offsets, Sequence) or len(offsets) == 0:
         raise InputError(
             "Probe offsets must be a non-empty list of integers.",

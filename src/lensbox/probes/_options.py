@@ -1,6 +1,6 @@
-"""The options of an :class:`~lensbox.probes.InputProbe`: probe kinds, decoding rule, penalty, skipped positions.
+"""The options of an `InputProbe`: probe kinds, decoding rule, penalty, skipped positions.
 
-Each ``check_*`` returns the canonical value or raises :class:`~lensbox.InputError` saying
+Each ``check_*`` returns the canonical value or raises `InputError` saying
 what is expected; the constructor and the CLI use them.
 """
 

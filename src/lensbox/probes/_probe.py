@@ -1,19 +1,19 @@
 """InputProbe: the analyzer that trains and holds input-reconstruction probes.
 
 For every chosen site and token offset ``k`` (0 = the token at this position, -1 = the
-one before it, +1 = the next one) an :class:`InputProbe` fits
+one before it, +1 = the next one) an `InputProbe` fits
 
 * a **ridge** map from the activation to the input-embedding vector of the token at
   ``pos + k``, solved in closed form from streamed sufficient statistics
-  (:mod:`lensbox.probes._ridge`), and decoded to a token by the best match against ``W_E``;
+  (`lensbox.probes._ridge`), and decoded to a token by the best match against ``W_E``;
 * optionally a **softmax** classifier over the vocabulary (or only the tokens seen in
-  training), trained by :func:`lensbox.probes.fit_softmax` and started from the ridge solution.
+  training), trained by `lensbox.probes.fit_softmax` and started from the ridge solution.
 
 Activations come from one forward pass per batch of windows that captures every site at
-once (:meth:`ModelAdapter.run_and_capture`). Training is :meth:`InputProbe.fit`, or
-:meth:`~InputProbe.begin` / :meth:`~InputProbe.partial_fit` / :meth:`~InputProbe.finalize`
-for streams the caller captures. The file format lives in :mod:`lensbox.probes._probe_io`,
-evaluation in :mod:`lensbox.probes._evaluate`.
+once (`ModelAdapter.run_and_capture`). Training is `InputProbe.fit`, or
+`begin` / `partial_fit` / `finalize`
+for streams the caller captures. The file format lives in `lensbox.probes._probe_io`,
+evaluation in `lensbox.probes._evaluate`.
 """
 
 import dataclasses
@@ -62,7 +62,7 @@ class InputProbe(Analyzer):
         skip_first: positions at the start of every window used neither as inputs nor as
             offset-0 targets (position 0 holds the attention-sink activation, whose norm is
             many times larger than the rest).
-        softmax: a :class:`SoftmaxSettings` (or dict of its fields) for the softmax probes.
+        softmax: a `SoftmaxSettings` (or dict of its fields) for the softmax probes.
         ridge_products: precision of each batch's ``X^T X`` / ``X^T Y`` products, 'float32'
             (default, about twice as fast) or 'float64'; the sums are float64 either way.
         path: load a saved probe from this directory instead (e.g. through
@@ -70,8 +70,8 @@ class InputProbe(Analyzer):
         check_fingerprint: refuse (``ModelError``) to run on a model other than the one the
             probe was trained on; ``False`` skips the check.
 
-    Train with :meth:`fit` (streams windows through the model), evaluate with
-    :meth:`evaluate`, keep with :meth:`save` / :meth:`load`.
+    Train with `fit` (streams windows through the model), evaluate with
+    `evaluate`, keep with `save` / `load`.
     """
 
     name = "input_probe"
@@ -160,7 +160,7 @@ class InputProbe(Analyzer):
 
     # ------------------------------------------------------------------ model checks
     def check_model(self, adapter: ModelAdapter, *, check: bool | None = None) -> None:
-        """Raise :class:`ModelError` unless ``adapter`` is the model this probe was trained on.
+        """Raise `ModelError` unless ``adapter`` is the model this probe was trained on.
 
         ``check`` overrides the probe's own ``check_fingerprint`` setting.
         """
@@ -268,7 +268,7 @@ class InputProbe(Analyzer):
         self._n_buffered += min(room, n_win * body)
 
     def finalize(self, adapter: ModelAdapter, *, progress: bool = False) -> "InputProbe":
-        """Solve the ridge probes and train the softmax probes from what :meth:`partial_fit` collected."""
+        """Solve the ridge probes and train the softmax probes from what `partial_fit` collected."""
         if self.token_counts is None or self.training.get("n_windows", 0) == 0:
             raise InputError(
                 "The probe has seen no training data.",
@@ -349,7 +349,7 @@ class InputProbe(Analyzer):
 
     # ------------------------------------------------------------------ using
     def require_fitted(self) -> None:
-        """Raise :class:`InputError` unless the probe has been trained (or loaded)."""
+        """Raise `InputError` unless the probe has been trained (or loaded)."""
         if not self.fitted:
             raise InputError(
                 "This probe has not been trained.",
@@ -405,7 +405,7 @@ class InputProbe(Analyzer):
         streams: dict[Site, Float[Tensor, "batch pos d_model"]],
         tokens: Int[Tensor, "batch pos"],
     ) -> ProbeEvaluation:
-        """Analyzer entry point: evaluate a fitted probe on one batch (a :class:`ProbeEvaluation`)."""
+        """Analyzer entry point: evaluate a fitted probe on one batch (a `ProbeEvaluation`)."""
         from ._evaluate import ProbeEvaluator
 
         self.require_fitted()
@@ -465,7 +465,7 @@ class InputProbe(Analyzer):
 
     @classmethod
     def load(cls, path: str | Path, model: ModelLike | None = None, *, check_fingerprint: bool = True) -> "InputProbe":
-        """Read a probe saved by :meth:`save` (or by lensbox 0.1); with ``model``, check it is the probe's model.
+        """Read a probe saved by `save` (or by lensbox 0.1); with ``model``, check it is the probe's model.
 
         Every file is verified (SHA-256, shapes, dtypes, finite values, class ids) before
         use. ``check_fingerprint=False`` lets the probe run on a model whose fingerprint

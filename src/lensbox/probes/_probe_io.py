@@ -1,6 +1,6 @@
 """The saved-probe format: a folder holding ``probe.json`` and ``probe.safetensors``.
 
-Written and read through :func:`lensbox._io.write_artifact` / :func:`lensbox._io.read_artifact`
+Written and read through `lensbox._io.write_artifact` / `lensbox._io.read_artifact`
 (format ``"lensbox.input_probe"``, version 2): the one artifact header (``format``,
 ``format_version``, ``lensbox_version``, ``created``, ``files`` with each file's SHA-256),
 atomic replacement, and refusal to overwrite anything that is not a saved probe.
@@ -10,8 +10,8 @@ Tensors are named ``token_counts`` (``[d_vocab]`` training-token counts),
 The JSON holds the model fingerprint, sizes, sites, offsets, kinds, settings, training
 sizes, majority tokens, timings and (optionally) the last evaluation's summary.
 
-:func:`read_probe` checks every field and tensor (types, shapes, dtypes, finite values,
-class ids inside the vocabulary) and raises :class:`~lensbox.ArtifactError` naming the
+`read_probe` checks every field and tensor (types, shapes, dtypes, finite values,
+class ids inside the vocabulary) and raises `ArtifactError` naming the
 field. Version-1 folders (lensbox 0.1: ``"kind"`` instead of ``"format"``, no file
 hashes) are still read, and may be replaced with ``overwrite=True``.
 """
@@ -123,7 +123,7 @@ def read_probe(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Read and validate a saved probe (version 1 or 2).
 
     Returns ``(meta, tensors)`` where ``meta`` holds the checked fields (``fingerprint``
-    as a :class:`Fingerprint` or None, ``settings['softmax']`` as a dict) and
+    as a `Fingerprint` or None, ``settings['softmax']`` as a dict) and
     ``tensors`` every tensor of ``probe.safetensors``.
     """
     root = Path(path)
@@ -195,7 +195,7 @@ def _mapping(raw: Mapping[str, Any], name: str, root: Path, *, optional: bool = 
 
 
 def check_meta(raw: Mapping[str, Any], root: Path) -> dict[str, Any]:
-    """The checked fields of a probe's JSON (either version); an :class:`ArtifactError` names the bad one."""
+    """The checked fields of a probe's JSON (either version); an `ArtifactError` names the bad one."""
     version = raw.get("format_version")
     allowed = _FIELDS | _HEADER | (_V1_ONLY if version == 1 else set())
     unknown = sorted(set(raw) - allowed)
@@ -359,7 +359,7 @@ def check_tensors(meta: Mapping[str, Any], tensors: Mapping[str, Tensor], root: 
 
 
 def fitted_state(meta: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> dict[str, Any]:
-    """The fitted attributes of an :class:`~lensbox.probes.InputProbe` from a validated artifact (see :func:`read_probe`)."""
+    """The fitted attributes of an `InputProbe` from a validated artifact (see `read_probe`)."""
     state: dict[str, Any] = {
         "fitted_sites": list(meta["sites"]),
         "model_name": meta["model_name"],

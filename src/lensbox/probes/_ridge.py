@@ -1,8 +1,8 @@
 """Ridge regression from streamed sufficient statistics, in float64.
 
-:class:`RidgeStatistics` accumulates ``[X - c, 1]^T [X - c, 1]`` and ``[X - c, 1]^T Y`` for
+`RidgeStatistics` accumulates ``[X - c, 1]^T [X - c, 1]`` and ``[X - c, 1]^T Y`` for
 one site and several offsets batch by batch (memory ``O(d_model^2)`` whatever the corpus
-size); :func:`solve_ridge` turns them into a :class:`RidgeProbe` with a scale-free penalty.
+size); `solve_ridge` turns them into a `RidgeProbe` with a scale-free penalty.
 """
 
 import math
@@ -117,7 +117,7 @@ class RidgeStatistics:
         return int(round(float(self.gram(offset)[-1, -1])))
 
     def solve(self, offset: int, alpha: float, *, where: str = "") -> RidgeProbe:
-        """The ridge map for ``offset`` with penalty ``alpha`` (see :func:`solve_ridge`)."""
+        """The ridge map for ``offset`` with penalty ``alpha`` (see `solve_ridge`)."""
         if offset not in self.xty or self.shift is None:
             raise InputError(
                 f"No training rows reached offset {offset_label(offset)}{where}.",

@@ -1,7 +1,7 @@
 """Training a softmax probe: a classifier from activations to token ids.
 
-:func:`fit_softmax` centres and whitens the features, optionally starts from a cosine
-decoder of the ridge map, runs minibatch Adam (:func:`adam_softmax`, hand-written
+`fit_softmax` centres and whitens the features, optionally starts from a cosine
+decoder of the ridge map, runs minibatch Adam (`adam_softmax`, hand-written
 gradients, no autograd graph) or L-BFGS, and folds the whitening back into weights that act
 on raw activations.
 """

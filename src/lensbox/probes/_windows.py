@@ -1,9 +1,9 @@
-"""The token windows a probe trains or is evaluated on: :func:`lensbox.data.windows` for one model.
+"""The token windows a probe trains or is evaluated on: `lensbox.data.windows` for one model.
 
-Texts and files are cut by :func:`lensbox.data.windows` with the model's tokenizer (no
+Texts and files are cut by `lensbox.data.windows` with the model's tokenizer (no
 special tokens, the end-of-text token between texts); token ids are checked against the
 model's vocabulary. A ``[n, pos]`` token tensor, or an iterable of equal-length window
-tensors (e.g. from :func:`lensbox.data.split_windows`), is used as its rows whatever
+tensors (e.g. from `lensbox.data.split_windows`), is used as its rows whatever
 ``window`` says. A window longer than the model's context is refused.
 """
 

@@ -2,7 +2,7 @@
 
 Internals:
 
-* ``_settings.py``: :class:`TrainSettings` (every option, typed, with the measured fast
+* ``_settings.py``: `TrainSettings` (every option, typed, with the measured fast
   path as defaults), ``RunPlan`` (what they resolve to: sites, steps, windows per phase,
   rounding notes), the learning-rate schedule;
 * ``_stream.py``: the training text as windows (``lensbox.data.windows``): validation
@@ -12,7 +12,7 @@ Internals:
 * ``_lstsq.py``: the least-squares start (normal equations, ridge towards the identity);
 * ``_checkpoint.py``: checkpoints as ``lensbox._io`` artifacts, replaced atomically;
 * ``_distributed.py``: data parallelism over ``torch.distributed``;
-* ``_train.py``: :func:`train_tuned_lens`: plan, start, refine, validate.
+* ``_train.py``: `train_tuned_lens`: plan, start, refine, validate.
 
 README.md beside this file describes the maths and the checkpoint format.
 """

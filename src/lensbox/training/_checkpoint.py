@@ -1,6 +1,6 @@
 """Training checkpoints: one lensbox artifact folder, replaced atomically at every save.
 
-A checkpoint is written with :func:`lensbox._io.write_artifact` (format
+A checkpoint is written with `lensbox._io.write_artifact` (format
 ``lensbox.training_checkpoint``): ``checkpoint.json`` (the common header, the step,
 the window position, the run plan, the optimizer's plain state, the loss history,
 the model fingerprint) and ``state.safetensors`` (translators ``lens.*`` and optimizer
@@ -91,7 +91,7 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> Tuple[Dict[str, Tensor], Di
 
 
 def restore_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
-    """Load what :func:`optimizer_tensors` saved back into ``opt``."""
+    """Load what `optimizer_tensors` saved back into ``opt``."""
     state: Dict[int, Dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith("optim."):

@@ -2,7 +2,7 @@
 
 The final distribution is computed once per block of positions and reused by every
 site; logits exist only as ``[chunk_rows, d_vocab]`` buffers. Values come from the
-one KL / log-softmax kernel of :mod:`lensbox.lenses` (``log_softmax``,
+one KL / log-softmax kernel of `lensbox.lenses` (``log_softmax``,
 ``kl_divergence``); the gradient through the softmax is written by hand
 (``softmax(z) - p``), so no ``[rows, vocab]`` tensor is kept for autograd.
 """

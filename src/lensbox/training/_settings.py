@@ -1,6 +1,6 @@
-"""What a training run is asked to do (:class:`TrainSettings`) and what it will do (:class:`RunPlan`).
+"""What a training run is asked to do (`TrainSettings`) and what it will do (`RunPlan`).
 
-``TrainSettings`` holds every option of :func:`lensbox.train_tuned_lens`, typed, with
+``TrainSettings`` holds every option of `lensbox.train_tuned_lens`, typed, with
 the library defaults: the fast path ``bench/tuned_lens_bench.py`` measured (a
 least-squares start on the training text, then one pass of KL refinement decoding 4
 random sites per position, batch 1, Adam at 1e-4 with a cosine decay).
@@ -28,9 +28,9 @@ DEFAULT_STEPS = 100
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-    """Every option of a tuned-lens training run (see :func:`lensbox.train_tuned_lens` for each one).
+    """Every option of a tuned-lens training run (see `lensbox.train_tuned_lens` for each one).
 
-    ``init`` is ``"lstsq"``, ``"identity"`` or a :class:`~lensbox.lenses.TunedLens` to continue.
+    ``init`` is ``"lstsq"``, ``"identity"`` or a `TunedLens` to continue.
     """
 
     sites: SitesSpec = None

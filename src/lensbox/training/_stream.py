@@ -1,11 +1,11 @@
 """The training text as windows: which are validation, which are trained on, and in what order.
 
-Windows come from :func:`lensbox.data.windows` (texts joined by the EOS token, no
-BOS). :func:`lensbox.data.split_windows` sends window ``i`` to validation by a hash
+Windows come from `lensbox.data.windows` (texts joined by the EOS token, no
+BOS). `lensbox.data.split_windows` sends window ``i`` to validation by a hash
 of ``(seed, i)``; the first validation windows, up to ``max_val_tokens``, are the
 validation set and are never trained on. The run trains on the first
 ``train_windows`` training windows, shuffled per epoch through a buffer seeded by
-``(seed, epoch)``; :class:`Batches` tracks the position so a resumed run continues
+``(seed, epoch)``; `Batches` tracks the position so a resumed run continues
 exactly where the checkpoint left off.
 """
 

@@ -1,4 +1,4 @@
-"""The training loop of :func:`train_tuned_lens`: plan, start, refine, validate, return the lens.
+"""The training loop of `train_tuned_lens`: plan, start, refine, validate, return the lens.
 
 The model is frozen and run without gradients; only the residual streams at the
 translator sites and the final site are captured. See ``README.md`` beside this file.
@@ -123,7 +123,7 @@ def train_tuned_lens(
 
 
 def train_with_settings(model: ModelLike, data: DataLike, settings: TrainSettings) -> TunedLens:
-    """:func:`train_tuned_lens` with its options as one :class:`TrainSettings`."""
+    """`train_tuned_lens` with its options as one `TrainSettings`."""
     adapter = adapt(model)
     dist = Dist(settings.distributed)
     try:
