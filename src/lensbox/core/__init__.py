@@ -13,6 +13,8 @@ TransformerLens generation differs in):
   matching policy, `check_fingerprint`.
 * ``_tokens.py``: readable token labels (visible spaces, byte tokens joined into UTF-8).
 * ``_analyzer.py``: the abstract `Analyzer` (``sites()``, ``run()``, ``needs_logits``).
+* ``_hooks.py``: edited activations: the ``fwd_hooks=`` pairs every entry point accepts
+  (`FwdHooks`), validated and shape-checked by `check_fwd_hooks`.
 * ``_analyze.py``: `analyze`, one forward pass for many analyzers, and
   `streams_from_cache` for an ``ActivationCache`` the user already has.
 * ``_registry.py``: name -> analyzer factory; lensbox's built-ins are a static table of
@@ -38,6 +40,8 @@ from ._analyzer import Analyzer as Analyzer
 from ._registry import available_analyzers as available_analyzers
 from ._registry import get_analyzer as get_analyzer
 from ._registry import register_analyzer as register_analyzer
+from ._hooks import FwdHooks as FwdHooks
+from ._hooks import check_fwd_hooks as check_fwd_hooks
 from ._analyze import analyze as analyze
 from ._analyze import streams_from_cache as streams_from_cache
 
@@ -56,6 +60,8 @@ __all__ = [
     "get_analyzer",
     "available_analyzers",
     "streams_from_cache",
+    "FwdHooks",
+    "check_fwd_hooks",
     "token_label",
     "sequence_labels",
     "tokenizer_kind",

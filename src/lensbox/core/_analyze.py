@@ -1,6 +1,6 @@
 """`analyze`: one forward pass for many analyzers; `streams_from_cache` for a user's cache."""
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -8,13 +8,12 @@ from torch import Tensor
 from .._errors import InputError
 from ._adapter import Inputs, ModelAdapter, ModelLike, adapt
 from ._analyzer import Analyzer
+from ._hooks import FwdHooks, check_fwd_hooks, refuse_hooks_with_cache
 from ._registry import get_analyzer
 from ._sites import Site
 
 AnalyzerSpec = Union[str, Analyzer, Tuple[str, Mapping[str, Any]]]
 """A registered name, an `Analyzer` instance, or ``(name, keyword arguments)``."""
-
-HookFn = Callable[..., Any]
 
 
 def _instantiate(spec: object) -> Analyzer:
@@ -173,7 +172,7 @@ def analyze(
     *,
     cache: Any = None,
     prepend_bos: Optional[bool] = None,
-    fwd_hooks: Optional[Sequence[Tuple[str, HookFn]]] = None,
+    fwd_hooks: FwdHooks = None,
 ) -> Dict[str, Any]:
     """Run several analyzers over one forward pass.
 
@@ -185,11 +184,19 @@ def analyze(
             these inputs; when given, the model is not run (and analyzers that need the
             model's logits receive ``logits=None``).
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs added to the forward
-            pass (e.g. an ablation); the analyzers see the streams they produce.
+            pass, before lensbox's own hooks: an ablation (``("blocks.5.hook_attn_out",
+            lambda act, hook: act * 0)``) or a patch. Every analyzer reads the *edited*
+            streams, and lenses check their final site against the edited run's own logits.
+            A function returns None or a tensor of the activation's shape (anything else
+            raises :class:`~lensbox.InputError`); an unknown hook name is refused before the
+            run; combined with ``cache=`` it is refused (a cache cannot be edited after the fact).
 
     Returns a dict from analyzer name to its result (a repeated name gets a ``#2`` suffix).
     """
     adapter = adapt(model)
+    if cache is not None:
+        refuse_hooks_with_cache(fwd_hooks)
+    hooks = check_fwd_hooks(adapter, fwd_hooks)
     tokens = adapter.to_tokens(inputs, prepend_bos=prepend_bos)
     instances = [_instantiate(spec) for spec in analyzers]
     if not instances:
@@ -197,13 +204,6 @@ def analyze(
     needed: List[Site] = sorted({s for a in instances for s in a.sites(adapter)})
     logits = None
     if cache is not None:
-        if fwd_hooks:
-            raise InputError(
-                "fwd_hooks cannot act on a cache that was already computed.",
-                expected="cache=None when fwd_hooks are given",
-                received=f"a cache and {len(fwd_hooks)} hook(s)",
-                fix="drop cache= so lensbox runs the model with your hooks, or add them when you make the cache",
-            )
         streams = streams_from_cache(adapter, cache, needed)
         got = next(iter(streams.values())).shape[:2] if streams else tokens.shape
         if tuple(got) != tuple(tokens.shape):
@@ -216,7 +216,7 @@ def analyze(
         check_cache_matches_tokens(adapter, cache, streams, tokens)
     else:
         keep = any(a.needs_logits for a in instances)
-        streams, logits = adapter.capture(tokens, needed, keep_logits=keep, fwd_hooks=list(fwd_hooks or ()))
+        streams, logits = adapter.capture(tokens, needed, keep_logits=keep, fwd_hooks=hooks)
     results: Dict[str, Any] = {}
     for a in instances:
         key = a.name

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .._errors import InputError
 from ..core._adapter import ModelAdapter, ModelLike, adapt
+from ..core._hooks import FwdHooks, check_fwd_hooks
 from ..core._sites import Site, SitesSpec
 from ._decoders import Decoder
 from ._jacobian import JacobianDecoder, is_jacobian_lens
@@ -237,6 +238,7 @@ def evaluate(
     batch_size: int = 4,
     chunk_rows: int = 512,
     progress: bool = True,
+    fwd_hooks: FwdHooks = None,
 ) -> LensEvaluation:
     """Evaluate several lenses on the same held-out text.
 
@@ -249,6 +251,9 @@ def evaluate(
         max_tokens: stop after this many tokens (whole windows).
         sites: restrict to these sites (default: every site any lens has).
         batch_size: windows per forward pass.
+        fwd_hooks: TransformerLens ``(hook name, function)`` pairs that edit every forward pass
+            (e.g. an ablation): the lenses are evaluated on the edited model's streams, against
+            its own final layer.
 
     Returns a `LensEvaluation` (``.table()``, ``.to_pandas()``, ``.plot()``, ``.mean(name)``).
     """
@@ -257,6 +262,7 @@ def evaluate(
     data, lenses = _legacy_order(data, lenses)
     adapter = adapt(model)
     adapter.check_window(window, what="evaluation")
+    hooks = check_fwd_hooks(adapter, fwd_hooks)
     if not lenses:
         raise InputError("No lenses to evaluate.", expected="e.g. {'logit': 'logit', 'tuned': lens}", received="{}")
     resolved = {str(name): resolve_lens(spec, adapter) for name, spec in lenses.items()}
@@ -273,7 +279,7 @@ def evaluate(
     with torch.no_grad():
         for b0 in range(0, toks_all.shape[0], batch_size):
             toks = toks_all[b0 : b0 + batch_size].to(adapter.device)
-            streams = adapter.run_and_capture(toks, union)
+            streams, _ = adapter.capture(toks, union, fwd_hooks=hooks)
             B, T = toks.shape
             if adapter.tokenizer is not None:
                 target_bytes += sum(_byte_len(adapter, byte_cache, int(t)) for t in toks[:, 1:].reshape(-1).tolist())

@@ -24,6 +24,7 @@ from torch import Tensor
 from ..core._adapter import Inputs, ModelAdapter, ModelLike
 from .._errors import InputError
 from ..core import Analyzer, analyze
+from ..core._hooks import FwdHooks
 from ..core._sites import Site, SitesSpec
 
 TokenLike = Union[str, int]
@@ -133,8 +134,11 @@ def residual_norms(
     include_mid: bool = False,
     cache: Optional[Mapping[str, Tensor]] = None,
     prepend_bos: Optional[bool] = None,
+    fwd_hooks: FwdHooks = None,
 ) -> ResidualNorms:
     """Norm of the residual stream at each site and position (runs the model once).
+
+    ``fwd_hooks`` edit that forward pass (see `lensbox.analyze`).
 
     Examples:
         ```python
@@ -143,7 +147,7 @@ def residual_norms(
         ```
     """
     analyzer = ResidualNormsAnalyzer(sites, include_mid=include_mid)
-    return analyze(model, inputs, [analyzer], cache=cache, prepend_bos=prepend_bos)[analyzer.name]
+    return analyze(model, inputs, [analyzer], cache=cache, prepend_bos=prepend_bos, fwd_hooks=fwd_hooks)[analyzer.name]
 
 
 # --------------------------------------------------------------------------- token plane
@@ -351,8 +355,11 @@ def token_plane_trajectory(
     include_mid: bool = False,
     cache: Optional[Mapping[str, Tensor]] = None,
     prepend_bos: Optional[bool] = None,
+    fwd_hooks: FwdHooks = None,
 ) -> TokenPlaneTrajectory:
     """Follow position ``pos`` across sites in the plane of two tokens' unembedding directions.
+
+    ``fwd_hooks`` edit the forward pass (see `lensbox.analyze`).
 
     Examples:
         ```python
@@ -362,4 +369,4 @@ def token_plane_trajectory(
         ```
     """
     analyzer = TokenPlaneAnalyzer(tokens, pos=pos, sites=sites, include_mid=include_mid)
-    return analyze(model, inputs, [analyzer], cache=cache, prepend_bos=prepend_bos)[analyzer.name]
+    return analyze(model, inputs, [analyzer], cache=cache, prepend_bos=prepend_bos, fwd_hooks=fwd_hooks)[analyzer.name]

@@ -7,13 +7,14 @@ numbers in a `LensResult`. Subclasses say which sites they decode
 """
 
 import abc
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..core._adapter import ModelAdapter
-from ..core import Analyzer
+from ..core._adapter import Inputs, ModelAdapter, ModelLike
+from ..core import Analyzer, analyze
+from ..core._hooks import FwdHooks
 from ..core._sites import Site, SitesSpec
 from ._decoders import Decoder, DecoderLike, make_decoder
 from ._result import LensResult, result_from_stats
@@ -99,6 +100,23 @@ class LensAnalyzer(Analyzer, abc.ABC):
         return result_from_stats(
             lens=self.name, adapter=adapter, decoder_name=self.decoder.describe(), sites=sites, tokens=tokens, stats=stats
         )
+
+    def __call__(
+        self,
+        model: ModelLike,
+        inputs: Inputs,
+        *,
+        cache: Any = None,
+        prepend_bos: Optional[bool] = None,
+        fwd_hooks: FwdHooks = None,
+    ) -> LensResult:
+        """Run this lens alone on ``inputs``: ``lensbox.analyze(model, inputs, [lens], ...)[lens.name]``.
+
+        ``fwd_hooks`` (TransformerLens ``(hook name, function)`` pairs) edit the forward pass the
+        lens reads, e.g. ``lens(model, text, fwd_hooks=[("blocks.5.hook_attn_out", zero)])``;
+        see :func:`lensbox.analyze`.
+        """
+        return analyze(model, inputs, [self], cache=cache, prepend_bos=prepend_bos, fwd_hooks=fwd_hooks)[self.name]
 
 
 __all__ = ["LensAnalyzer", "NonFinitePolicy"]

@@ -4,6 +4,7 @@ from typing import Any, List, Optional
 
 from ..core._adapter import Inputs, ModelAdapter, ModelLike
 from ..core import analyze
+from ..core._hooks import FwdHooks
 from ..core._sites import Site, SitesSpec
 from ._decoders import DecoderLike
 from ._lens import LensAnalyzer, NonFinitePolicy
@@ -43,6 +44,7 @@ def logit_lens(
     on_nonfinite: NonFinitePolicy = "raise",
     cache: Any = None,
     prepend_bos: Optional[bool] = None,
+    fwd_hooks: FwdHooks = None,
 ) -> LensResult:
     """Run the logit lens on ``inputs`` and return a `LensResult`.
 
@@ -62,6 +64,11 @@ def logit_lens(
             on exactly these inputs; the model is then not run. The hooks it must hold are
             ``LogitLens(sites).hook_names(model)``, a ``names_filter`` for ``run_with_cache``.
         prepend_bos: whether text gets the model's BOS token first (default: the model's own setting).
+        fwd_hooks: TransformerLens ``(hook name, function)`` pairs that edit the forward pass, e.g.
+            zero-ablating block 5's attention with ``[("blocks.5.hook_attn_out", lambda act, hook: act * 0)]``:
+            every site is then read from the edited run (sites before the edit are unchanged), and the
+            final site is checked against the edited model's own logits. A function returns None or a
+            tensor of the activation's shape; hooks together with ``cache`` are refused (see `lensbox.analyze`).
 
     Examples:
         ```python
@@ -72,4 +79,4 @@ def logit_lens(
     lens = LogitLens(
         sites, include_mid=include_mid, k=k, decoder=decoder, chunk_rows=chunk_rows, on_nonfinite=on_nonfinite
     )
-    return analyze(model, inputs, [lens], cache=cache, prepend_bos=prepend_bos)["logit_lens"]
+    return analyze(model, inputs, [lens], cache=cache, prepend_bos=prepend_bos, fwd_hooks=fwd_hooks)["logit_lens"]

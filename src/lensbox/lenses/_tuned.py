@@ -29,6 +29,7 @@ from .._errors import ArtifactError, InputError, ModelError, SiteError
 from ..core._adapter import Inputs, ModelAdapter, ModelLike, adapt
 from ..core._fingerprint import check_fingerprint as check_model_fingerprint
 from ..core import analyze
+from ..core._hooks import FwdHooks
 from ..core._sites import Site, SiteKind, SitesSpec, parse_sites
 from ._decoders import ResidStream, SiteMapDecoder
 from ._lens import LensAnalyzer, NonFinitePolicy
@@ -354,10 +355,6 @@ class TunedLens(LensAnalyzer):
         self.check_model(adapter)
         return super().run(adapter, streams, tokens, logits=logits)
 
-    def __call__(self, model: ModelLike, inputs: Inputs, **kwargs: Any) -> LensResult:
-        """Run this lens alone on ``inputs`` (same as ``lensbox.analyze(model, inputs, [lens])``)."""
-        return analyze(model, inputs, [self], **kwargs)[self.name]
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: PathLike, *, overwrite: bool = False, model: Optional[ModelLike] = None) -> Path:
         """Write ``config.json`` + ``translators.safetensors`` into folder ``path``, atomically.
@@ -465,10 +462,12 @@ def tuned_lens(
     check_fingerprint: Optional[bool] = None,
     cache: Any = None,
     prepend_bos: Optional[bool] = None,
+    fwd_hooks: FwdHooks = None,
 ) -> LensResult:
     """Run a tuned lens (an object or a saved directory) on ``inputs`` and return a `LensResult`.
 
-    The options are the logit lens's (`logit_lens`); ``sites`` must be
+    The options are the logit lens's (`logit_lens`), ``fwd_hooks`` included
+    (edit the forward pass; the translators then read the edited streams); ``sites`` must be
     among the lens's translator sites (and the final site). ``check_fingerprint``
     defaults to the lens's own setting (True for a loaded lens).
     """
@@ -485,7 +484,7 @@ def tuned_lens(
         check_fingerprint=lens.check_fingerprint if check_fingerprint is None else check_fingerprint,
     )
     runner.source = lens.source
-    return analyze(model, inputs, [runner], cache=cache, prepend_bos=prepend_bos)["tuned_lens"]
+    return analyze(model, inputs, [runner], cache=cache, prepend_bos=prepend_bos, fwd_hooks=fwd_hooks)["tuned_lens"]
 
 
 __all__ = ["TunedLens", "TunedDecoder", "Translators", "translator_sites", "tuned_lens"]
