@@ -24,6 +24,9 @@ Internals, bottom up (each module one concept):
 * ``_jacobian``  `JacobianDecoder` (a TransformerLens ``JacobianLens`` as a decoder).
 * ``_evaluate``  several lenses side by side on held-out text (`evaluate`).
 * ``_geometry``  residual-stream norms and the token-plane trajectory.
+* ``_direction`` direction readout (:func:`read_direction`, :class:`DirectionLens`): arbitrary
+  vectors through ``W_U``, top and bottom tokens in chunks of directions x vocabulary
+  (:func:`vocab_extremes`, the bounded-memory top/bottom-k the component lens shares).
 
 Layering: ``lenses`` imports ``core``, ``data`` (windows) and the bottom modules
 (``_errors``, ``_io``); never ``training``, ``probes``, ``plot`` (``.plot()`` methods import
@@ -34,6 +37,9 @@ from ._decoders import Decoder as Decoder
 from ._decoders import EmbedTransposeDecoder as EmbedTransposeDecoder
 from ._decoders import LastBlocksDecoder as LastBlocksDecoder
 from ._jacobian import JacobianDecoder as JacobianDecoder
+from ._direction import DirectionLens as DirectionLens
+from ._direction import DirectionReadout as DirectionReadout
+from ._direction import read_direction as read_direction
 from ._evaluate import LensEvaluation as LensEvaluation
 from ._evaluate import evaluate as evaluate
 from ._geometry import ResidualNorms as ResidualNorms
@@ -55,8 +61,8 @@ from ._tuned import TunedLens as TunedLens
 from ._tuned import tuned_lens as tuned_lens
 
 __all__ = [
-    "Decoder", "EmbedTransposeDecoder", "JacobianDecoder", "LastBlocksDecoder", "LensEvaluation", "LensResult",
+    "Decoder", "DirectionLens", "DirectionReadout", "EmbedTransposeDecoder", "JacobianDecoder", "LastBlocksDecoder", "LensEvaluation", "LensResult",
     "LogitLens", "METRICS", "METRIC_TABLE", "Metric", "ResidualNorms", "TokenPlaneTrajectory", "Translators",
-    "TunedLens", "evaluate", "get_metric", "kl_divergence", "log_softmax", "logit_lens", "metric_names", "residual_norms", "token_plane_trajectory",
-    "tuned_lens",
+    "TunedLens", "evaluate", "get_metric", "kl_divergence", "log_softmax", "logit_lens", "metric_names", "read_direction", "residual_norms",
+    "token_plane_trajectory", "tuned_lens",
 ]
