@@ -188,7 +188,7 @@ def analyze(
             lambda act, hook: act * 0)``) or a patch. Every analyzer reads the *edited*
             streams, and lenses check their final site against the edited run's own logits.
             A function returns None or a tensor of the activation's shape (anything else
-            raises :class:`~lensbox.InputError`); an unknown hook name is refused before the
+            raises `lensbox.InputError`); an unknown hook name is refused before the
             run; combined with ``cache=`` it is refused (a cache cannot be edited after the fact).
 
     Returns a dict from analyzer name to its result (a repeated name gets a ``#2`` suffix).

@@ -6,9 +6,9 @@ or a tensor of the same shape that replaces the activation (an ablation, a patch
 the pairs to the one forward pass it makes, before its own capture hooks, so every stream it
 reads, and the output logits the final-site check compares against, come from the edited run.
 
-:func:`check_fwd_hooks` validates the pairs up front (a name the model lacks is refused before
+`check_fwd_hooks` validates the pairs up front (a name the model lacks is refused before
 any work, listing the valid ones) and wraps each function so that one returning a value of
-another shape, or something that is not a tensor, raises an :class:`~lensbox.InputError`
+another shape, or something that is not a tensor, raises an `lensbox.InputError`
 naming the hook, instead of an obscure shape error deeper in the model.
 """
 
@@ -65,7 +65,7 @@ def _checked(name: str, fn: HookFn) -> HookFn:
 def check_fwd_hooks(adapter: ModelAdapter, fwd_hooks: FwdHooks) -> List[Tuple[HookName, HookFn]]:
     """Validate ``fwd_hooks`` for ``adapter``'s model and return them with shape-checked functions.
 
-    Refuses (with :class:`~lensbox.InputError`, before the model runs) anything that is not a
+    Refuses (with `lensbox.InputError`, before the model runs) anything that is not a
     sequence of ``(name, function)`` pairs and a name the model has no hook point for.
     """
     if fwd_hooks is None:

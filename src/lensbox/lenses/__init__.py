@@ -24,9 +24,9 @@ Internals, bottom up (each module one concept):
 * ``_jacobian``  `JacobianDecoder` (a TransformerLens ``JacobianLens`` as a decoder).
 * ``_evaluate``  several lenses side by side on held-out text (`evaluate`).
 * ``_geometry``  residual-stream norms and the token-plane trajectory.
-* ``_direction`` direction readout (:func:`read_direction`, :class:`DirectionLens`): arbitrary
+* ``_direction`` direction readout (`read_direction`, `DirectionLens`): arbitrary
   vectors through ``W_U``, top and bottom tokens in chunks of directions x vocabulary
-  (:func:`vocab_extremes`, the bounded-memory top/bottom-k the component lens shares).
+  (`vocab_extremes`, the bounded-memory top/bottom-k the component lens shares).
 
 Layering: ``lenses`` imports ``core``, ``data`` (windows) and the bottom modules
 (``_errors``, ``_io``); never ``training``, ``probes``, ``plot`` (``.plot()`` methods import

@@ -6,10 +6,10 @@ Its readout is ``d @ W_U``, one logit per vocabulary token: the tokens with the 
 logits are the ones the direction pushes up when added to the residual stream, the most
 negative ones those it pushes down.
 
-:func:`vocab_extremes` is the bounded-memory engine (also used by the component lens): rows
+`vocab_extremes` is the bounded-memory engine (also used by the component lens): rows
 times ``W_U`` one block of vocabulary columns at a time, merging a running top-k and bottom-k,
-so ``[rows, vocab]`` is never held; :func:`read_direction` / :class:`DirectionLens` apply it to
-chunks of directions and return a :class:`DirectionReadout`.
+so ``[rows, vocab]`` is never held; `read_direction` / `DirectionLens` apply it to
+chunks of directions and return a `DirectionReadout`.
 """
 
 import dataclasses
@@ -156,13 +156,13 @@ class DirectionReadout:
 
 
 class DirectionLens:
-    """Reads directions of one model: ``DirectionLens(model, k=10)(directions)`` -> :class:`DirectionReadout`.
+    """Reads directions of one model: ``DirectionLens(model, k=10)(directions)`` -> `DirectionReadout`.
 
     Args:
         model: the hooked model whose unembedding reads the directions.
         k: how many top and bottom tokens to keep per direction.
         norm: ``"none"`` (default: ``d @ W_U``) or ``"final"`` (the model's final norm first);
-            see :data:`NORM_MEANING` (also stated in every result).
+            see `NORM_MEANING` (also stated in every result).
         chunk_directions: directions per work chunk.
         chunk_vocab: vocabulary columns per work chunk; memory is ``chunk_directions x chunk_vocab``
             floats, however many directions there are.
@@ -298,8 +298,12 @@ def read_direction(
     unembedding bias. Work runs in chunks of ``chunk_directions x chunk_vocab``, so thousands of
     directions never hold ``[n, d_vocab]`` at once.
 
-    >>> out = read_direction(model, model.W_E[paris] - model.W_E[london], k=10)   # doctest: +SKIP
-    >>> print(out.table())                                                          # doctest: +SKIP
+    Examples:
+        ```python
+        paris, london = model.to_single_token(" Paris"), model.to_single_token(" London")
+        out = read_direction(model, model.W_E[paris] - model.W_E[london], k=10)
+        print(out.table())
+        ```
     """
     lens = DirectionLens(model, k=k, norm=norm, chunk_directions=chunk_directions, chunk_vocab=chunk_vocab)
     return lens(directions, labels=labels)

@@ -114,7 +114,7 @@ class LensAnalyzer(Analyzer, abc.ABC):
 
         ``fwd_hooks`` (TransformerLens ``(hook name, function)`` pairs) edit the forward pass the
         lens reads, e.g. ``lens(model, text, fwd_hooks=[("blocks.5.hook_attn_out", zero)])``;
-        see :func:`lensbox.analyze`.
+        see `lensbox.analyze`.
         """
         return analyze(model, inputs, [self], cache=cache, prepend_bos=prepend_bos, fwd_hooks=fwd_hooks)[self.name]
 
