@@ -12,7 +12,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .._errors import InputError, ModelError
+from .._errors import InputError, ModelError, SiteError
 from ._sites import Site, SiteKind, SiteLike, SitesSpec, parse_sites, resolve_site, valid_site_names
 
 Inputs = Union[str, Sequence[str], Tensor, Sequence[int]]
@@ -71,6 +71,8 @@ class ModelAdapter:
         cfg = model.cfg
         self.n_layers: int = int(cfg.n_layers)
         self.d_model: int = int(cfg.d_model)
+        self.n_heads: int = int(getattr(cfg, "n_heads", 0) or 0)
+        self.d_head: int = int(getattr(cfg, "d_head", 0) or 0)
         self.d_vocab: int = int(self.W_U.shape[-1])
         self.n_ctx: int = int(getattr(cfg, "n_ctx", 0) or 0)
         self.model_name: str = str(getattr(cfg, "model_name", None) or type(model).__name__)
@@ -129,22 +131,73 @@ class ModelAdapter:
         return self.W_U.dtype
 
     # ------------------------------------------------------------------ sites
-    def site(self, site: SiteLike) -> Site:
-        """Validate one site for this model (an unknown one lists the valid choices)."""
-        return resolve_site(site, self.n_layers)
+    @property
+    def has_pos_embed(self) -> bool:
+        """True when the model adds learned absolute positional embeddings to the stream (GPT-2, OPT)."""
+        return str(getattr(self.model.cfg, "positional_embedding_type", "standard")) == "standard"
 
-    def sites(self, spec: SitesSpec = None, *, include_mid: bool = False) -> List[Site]:
-        """Resolve a selection (None/'all', '0-5,final', a list, ...) into sorted sites."""
-        return parse_sites(spec, self.n_layers, include_mid=include_mid)
+    @property
+    def has_attn_post_norm(self) -> bool:
+        """True when each attention output passes through its own norm before the stream (Gemma-2's ``ln1_post``).
+
+        There ``attn_out.i`` is that norm's output, so the heads' ``z @ W_O`` (+ ``b_O``) add up
+        to the norm's *input*, not to ``attn_out.i``.
+        """
+        try:
+            return any(getattr(block, "ln1_post", None) is not None for block in self.model.blocks)
+        except (AttributeError, TypeError):
+            return False
+
+    def site(self, site: SiteLike) -> Site:
+        """Validate one site for this model (an unknown one lists the valid choices).
+
+        Component sites are accepted here (``attn_out.3``, ``head.3.7``, ...); ``pos_embed``
+        only on models that add learned positions to the stream.
+        """
+        s = resolve_site(site, self.n_layers, n_heads=self.n_heads or None)
+        if s.kind is SiteKind.POS_EMBED and not self.has_pos_embed:
+            kind = getattr(self.model.cfg, "positional_embedding_type", "?")
+            raise SiteError(
+                "This model adds no positional embedding to the residual stream.",
+                expected="pos_embed only on models with learned absolute positions (positional_embedding_type 'standard')",
+                received=f"pos_embed on {self.model_name} (positional_embedding_type {kind!r})",
+                fix="use 'embed' (= 'tok_embed' on this model): positions enter inside attention here",
+            )
+        return s
+
+    def sites(
+        self, spec: SitesSpec = None, *, include_mid: bool = False, components: bool = False
+    ) -> List[Site]:
+        """Resolve a selection (None/'all', '0-5,final', a list, ...) into sorted sites.
+
+        Component sites (``attn_out.i``, ``mlp_out.i``, ``head.i.h``, ``tok_embed``, ``pos_embed``)
+        raise a `lensbox.SiteError` unless ``components`` is true: the residual-stream
+        analyzers (logit lens, tuned lens, probes) cannot decode them as streams.
+        """
+        chosen = parse_sites(
+            spec, self.n_layers, include_mid=include_mid, n_heads=self.n_heads or None, components=components
+        )
+        return [self.site(s) for s in chosen]
 
     def valid_sites(self) -> str:
-        return valid_site_names(self.n_layers)
+        return valid_site_names(self.n_layers, self.n_heads or None)
 
     def hook_name(self, site: SiteLike) -> str:
-        """The TransformerLens hook name that carries ``site`` on this model."""
+        """The TransformerLens hook name that carries ``site`` on this model.
+
+        A head site's hook is its block's ``attn.hook_z`` (``[batch, pos, n_heads, d_head]``, one
+        slot per query head, also under grouped-query attention); its output is
+        `head_outputs` of that activation.
+        """
         s = self.site(site)
         if s.kind is SiteKind.EMBED:
             return "blocks.0.hook_resid_pre"
+        if s.kind is SiteKind.TOK_EMBED:
+            return "hook_embed"
+        if s.kind is SiteKind.POS_EMBED:
+            return "hook_pos_embed"
+        if s.kind is SiteKind.HEAD:
+            return f"blocks.{s.layer}.attn.hook_z"
         return f"blocks.{s.layer}.hook_{s.kind.value}"
 
     def hook_names(self, sites: SitesSpec = None, *, include_mid: bool = False) -> List[str]:
@@ -152,9 +205,65 @@ class ModelAdapter:
 
         Pass them as ``names_filter`` to ``model.run_with_cache`` to cache only what lensbox
         reads: ``cache = model.run_with_cache(tokens, names_filter=adapt(model).hook_names())[1]``.
-        ``sites`` and ``include_mid`` mean what they mean for ``logit_lens``.
+        ``sites`` and ``include_mid`` mean what they mean for ``logit_lens``; component sites
+        are accepted too (``hook_names("head.3.7")`` is ``['blocks.3.attn.hook_z']``).
         """
-        return list(dict.fromkeys(self.hook_name(s) for s in self.sites(sites, include_mid=include_mid)))
+        chosen = self.sites(sites, include_mid=include_mid, components=True)
+        return list(dict.fromkeys(self.hook_name(s) for s in chosen))
+
+    # ------------------------------------------------------------------ attention heads
+    def W_O(self, layer: int) -> Float[Tensor, "n_heads d_head d_model"]:
+        """Block ``layer``'s attention output weights, one ``[d_head, d_model]`` slice per query head."""
+        w = self.model.blocks[layer].attn.W_O
+        if w.ndim != 3 or tuple(w.shape) != (self.n_heads, self.d_head, self.d_model):
+            raise ModelError(
+                f"Block {layer}'s W_O has an unexpected shape.",
+                expected=f"[n_heads, d_head, d_model] = [{self.n_heads}, {self.d_head}, {self.d_model}]",
+                received=f"shape {tuple(w.shape)}",
+                fix="report this model type to lensbox",
+            )
+        return w
+
+    def b_O(self, layer: int) -> Float[Tensor, "d_model"]:
+        """Block ``layer``'s attention output bias (zeros on bias-free models).
+
+        ``b_O`` belongs to the layer, not to a head: ``attn_out.i = sum_h head.i.h + b_O[i]``
+        (on models without a post-attention norm). Attributions report it as its own term.
+        """
+        try:
+            b = self.model.blocks[layer].attn.b_O
+        except AttributeError:
+            b = None
+        if b is None:
+            return torch.zeros(self.d_model, dtype=self.dtype, device=self.device)
+        return b
+
+    def head_outputs(
+        self,
+        layer: int,
+        z: Float[Tensor, "*batch pos n_heads d_head"],
+        heads: Optional[Sequence[int]] = None,
+    ) -> Float[Tensor, "*batch pos n_sel d_model"]:
+        """Per-head outputs ``z[..., h, :] @ W_O[h]`` of block ``layer`` from its captured ``hook_z``.
+
+        ``z`` is ``hook_z`` for some positions (pass a chunk of positions to bound memory: the
+        result holds ``n_sel x d_model`` values per position); ``heads`` selects query heads
+        (default: all). The bias ``b_O`` is not included (see `b_O`). Computed in the
+        dtype of ``z``, on its device.
+        """
+        if z.ndim < 3 or tuple(z.shape[-2:]) != (self.n_heads, self.d_head):
+            raise ModelError(
+                f"Block {layer}'s hook_z has the wrong shape.",
+                expected=f"[..., pos, n_heads, d_head] = [..., pos, {self.n_heads}, {self.d_head}]",
+                received=f"shape {tuple(z.shape)}",
+                fix=f"check that no hook replaces blocks.{layer}.attn.hook_z with a tensor of another shape",
+            )
+        w = self.W_O(layer).to(device=z.device, dtype=z.dtype)
+        if heads is not None:
+            idx = [self.site(f"head.{layer}.{int(h)}").head for h in heads]
+            z = z[..., idx, :]
+            w = w[idx]
+        return torch.einsum("...hd,hdm->...hm", z, w)
 
     # ------------------------------------------------------------------ decoding
     def final_norm(self, resid: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_model"]:
@@ -326,6 +435,10 @@ class ModelAdapter:
     ) -> Tuple[Dict[Site, Float[Tensor, "batch pos d_model"]], Optional[Float[Tensor, "batch pos d_vocab"]]]:
         """One forward pass: the streams at ``sites`` and (with ``keep_logits``) the output logits.
 
+        Component sites are captured too: ``attn_out.i``, ``mlp_out.i``, the embeddings as their
+        hooks hold them, and a head site ``head.i.h`` as ``[batch, pos, d_model]`` computed from
+        ``hook_z`` (`head_outputs`).
+
         ``fwd_hooks`` (TransformerLens ``(hook name, function)`` pairs, e.g. an ablation)
         run before the capture hooks, so the captured streams include their edits. The
         logits are ``None`` unless ``keep_logits``.
@@ -339,7 +452,10 @@ class ModelAdapter:
         def make_hook(group: List[Site]) -> Callable[..., None]:
             def hook(act: Tensor, hook: Any = None) -> None:
                 for s in group:
-                    store[s] = act.detach().to(device)
+                    if s.kind is SiteKind.HEAD:  # hook_z -> this head's z @ W_O[h]
+                        store[s] = self.head_outputs(s.layer, act.detach(), [s.head])[..., 0, :].to(device)
+                    else:
+                        store[s] = act.detach().to(device)
 
             return hook
 
