@@ -14,12 +14,14 @@ Two families of sites:
   (head ``h`` of block ``i``: ``z[..., h, :] @ W_O[h]``, read from ``hook_z``; it excludes the
   attention output bias ``b_O``, which belongs to the layer, not to a head).
 
-The decomposition every attribution relies on (exact up to float rounding)::
+The decomposition every attribution relies on (exact up to float rounding):
 
-    resid_post.{last} = embed + sum_i attn_out.i + sum_i mlp_out.i
-    embed             = tok_embed + pos_embed          (models with learned positions)
-    embed             = tok_embed                      (rotary / ALiBi / no positions)
-    attn_out.i        = sum_h head.i.h + b_O[i]        (models without a post-attention norm)
+```text
+resid_post.{last} = embed + sum_i attn_out.i + sum_i mlp_out.i
+embed             = tok_embed + pos_embed          (models with learned positions)
+embed             = tok_embed                      (rotary / ALiBi / no positions)
+attn_out.i        = sum_h head.i.h + b_O[i]        (models without a post-attention norm)
+```
 
 ``embed`` is both a residual site and the embedding component (one name, one tensor);
 `component_sites` gives the canonical list of summands.
