@@ -42,6 +42,7 @@ from .lenses import LensResult as LensResult
 from .lenses import LogitLens as LogitLens
 from .lenses import TunedLens as TunedLens
 from .lenses import evaluate as evaluate
+from .lenses import logit_attribution as logit_attribution
 from .lenses import logit_lens as logit_lens
 from .lenses import residual_norms as residual_norms
 from .lenses import token_plane_trajectory as token_plane_trajectory
@@ -68,6 +69,7 @@ __all__ = [
     "LensEvaluation",
     "residual_norms",
     "token_plane_trajectory",
+    "logit_attribution",
     # probes
     "InputProbe",
     "evaluate_probe",

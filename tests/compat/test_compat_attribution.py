@@ -64,3 +64,32 @@ def test_head_outputs_add_up_to_attn_out(model: Any) -> None:
     else:
         with pytest.raises(SiteError, match="no positional embedding"):
             adapter.site("pos_embed")
+
+
+def test_logit_attribution_matches_transformer_lens(model: Any) -> None:
+    """Exact (the sum is the model's own logit), and equal to TL's recipe (stack_head_results + logit_attrs;
+    decompose_resid + logit_attrs) on a HookedTransformer, whose LayerNorm/RMSNorm weights this TL recipe
+    does not apply: compared on the model with its final norm weight set to 1 (TL's assumption)."""
+    with torch.no_grad():
+        logits = model(TOKENS).float()
+    res = lensbox.logit_attribution(model, TOKENS, target=17, minus=42)
+    torch.testing.assert_close(res.contributions.sum(-1), logits[..., 17] - logits[..., 42], atol=1e-4, rtol=0)
+    attn = torch.stack([res.contributions[..., res.components.index(f"attn_out.{i}")] for i in range(2)], -1)
+    torch.testing.assert_close(res.heads.sum(-1) + res.attn_bias, attn, atol=1e-4, rtol=0)
+    nxt = lensbox.logit_attribution(model, TOKENS)
+    want = logits[:, :-1].gather(-1, TOKENS[:, 1:, None])[..., 0]
+    torch.testing.assert_close(nxt.contributions.sum(-1)[:, :-1], want, atol=1e-4, rtol=0)
+
+    plain = build(model.cfg.positional_embedding_type == "standard" and "gpt2" or "llama")
+    with torch.no_grad():
+        plain.ln_final.w.fill_(1.0)
+        if hasattr(plain.ln_final, "b"):
+            plain.ln_final.b.zero_()
+    res = lensbox.logit_attribution(plain, TOKENS, target=17, minus=42)
+    _, cache = plain.run_with_cache(TOKENS)
+    full = lambda t: torch.full_like(TOKENS, t)  # noqa: E731
+    ref_heads = cache.logit_attrs(cache.stack_head_results(layer=-1), tokens=full(17), incorrect_tokens=full(42))
+    torch.testing.assert_close(res.heads.reshape(*TOKENS.shape, -1).permute(2, 0, 1), ref_heads, atol=1e-4, rtol=0)
+    stack = cache.decompose_resid(layer=-1)
+    ref = cache.logit_attrs(stack, tokens=full(17), incorrect_tokens=full(42))
+    torch.testing.assert_close(res.contributions[..., :-1].permute(2, 0, 1), ref, atol=1e-4, rtol=0)

@@ -273,6 +273,61 @@ class ModelAdapter:
             return resid
         return ln(resid)
 
+    @property
+    def final_norm_centers(self) -> bool:
+        """True when the final norm subtracts the mean (LayerNorm), False for RMSNorm or no norm."""
+        return str(getattr(self.model.cfg, "normalization_type", None) or "").upper() in ("LN", "LNPRE")
+
+    def final_norm_affine(self) -> Tuple[Float[Tensor, "d_model"], Float[Tensor, "d_model"]]:
+        """The final norm's elementwise weight ``w`` and bias ``b`` (float32), read through the norm itself.
+
+        Every supported final norm is ``N(x) = c(x) / s(x) * w + b`` with ``c`` the centring
+        (LayerNorm) or the identity (RMSNorm), ``s`` a per-position scalar. ``b = N(0)``; ``w``
+        comes from probes where ``s`` is known: ``K * 1`` for RMSNorm (``s = K``), and the centred
+        unit vectors ``K * (e_j - 1/d)`` for LayerNorm (``s = K * sqrt(d-1) / d``, so
+        ``N_j = sqrt(d-1) * w_j + b_j``); the epsilon is negligible at ``K = 1000``. A Gemma-style
+        ``(1 + w)`` weight is thus read as the model applies it.
+        With no final norm: ``w = 1``, ``b = 0``.
+        """
+        d = self.d_model
+        if getattr(self.model, "ln_final", None) is None:
+            return torch.ones(d, device=self.device), torch.zeros(d, device=self.device)
+        dt = self.dtype
+        big = 1e3
+        with torch.no_grad():
+            b = self.final_norm(torch.zeros(1, d, dtype=dt, device=self.device))[0].float()
+            if self.final_norm_centers:
+                probes = big * (torch.eye(d, device=self.device) - 1.0 / d)
+                out = self.final_norm(probes.to(dt)).float()
+                # probe j has mean 0 and std big*sqrt(d-1)/d, entry j = big*(d-1)/d: N(probe)_j = sqrt(d-1)*w_j + b_j
+                w = (out.diagonal() - b) / (d - 1) ** 0.5
+            else:
+                w = self.final_norm(torch.full((1, d), big, dtype=dt, device=self.device))[0].float() - b
+        return w, b
+
+    def final_norm_scale(
+        self,
+        resid: Float[Tensor, "*batch d_model"],
+        affine: Optional[Tuple[Tensor, Tensor]] = None,
+    ) -> Float[Tensor, "*batch"]:
+        """The final norm's scale ``1 / s(x)`` at each row of ``resid``, as the model's own norm applies it.
+
+        Freezing it makes the norm linear, so the contributions of the stream's parts add up:
+        ``N(x) = (1/s) * c(x) * w + b``; fitted per row from ``N(resid)`` by least squares (exact for
+        these norms, and independent of how the norm stores its epsilon). ``affine`` is
+        `final_norm_affine`'s result, when the caller has it.
+        """
+        w, b = affine if affine is not None else self.final_norm_affine()
+        if getattr(self.model, "ln_final", None) is None:
+            return torch.ones(resid.shape[:-1], device=resid.device)
+        with torch.no_grad():
+            out = self.final_norm(resid).float() - b.to(resid.device)
+        x = resid.float()
+        if self.final_norm_centers:
+            x = x - x.mean(-1, keepdim=True)
+        xw = x * w.to(resid.device)
+        return (out * xw).sum(-1) / (xw * xw).sum(-1).clamp_min(1e-30)
+
     def unembed(self, normed: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_vocab"]:
         """``normed @ W_U + b_U``, in the dtype of ``normed``."""
         W_U = self.W_U

@@ -24,6 +24,9 @@ Internals, bottom up (each module one concept):
 * ``_jacobian``  `JacobianDecoder` (a TransformerLens ``JacobianLens`` as a decoder).
 * ``_evaluate``  several lenses side by side on held-out text (`evaluate`).
 * ``_geometry``  residual-stream norms and the token-plane trajectory.
+* ``_attribution`` direct logit attribution (`logit_attribution`, `LogitAttribution`): each
+  component's (embeddings, attn_out / heads, mlp_out) share of a token's logit with the final
+  norm's scale frozen, projected inside the forward pass (heads per chunk of positions).
 * ``_direction`` direction readout (`read_direction`, `DirectionLens`): arbitrary
   vectors through ``W_U``, top and bottom tokens in chunks of directions x vocabulary
   (`vocab_extremes`, the bounded-memory top/bottom-k the component lens shares).
@@ -33,6 +36,8 @@ Layering: ``lenses`` imports ``core``, ``data`` (windows) and the bottom modules
 ``lensbox.plot`` lazily) or ``cli``.
 """
 
+from ._attribution import LogitAttribution as LogitAttribution
+from ._attribution import logit_attribution as logit_attribution
 from ._decoders import Decoder as Decoder
 from ._decoders import EmbedTransposeDecoder as EmbedTransposeDecoder
 from ._decoders import LastBlocksDecoder as LastBlocksDecoder
@@ -62,7 +67,7 @@ from ._tuned import tuned_lens as tuned_lens
 
 __all__ = [
     "Decoder", "DirectionLens", "DirectionReadout", "EmbedTransposeDecoder", "JacobianDecoder", "LastBlocksDecoder", "LensEvaluation", "LensResult",
-    "LogitLens", "METRICS", "METRIC_TABLE", "Metric", "ResidualNorms", "TokenPlaneTrajectory", "Translators",
-    "TunedLens", "evaluate", "get_metric", "kl_divergence", "log_softmax", "logit_lens", "metric_names", "read_direction", "residual_norms",
+    "LogitAttribution", "LogitLens", "METRICS", "METRIC_TABLE", "Metric", "ResidualNorms", "TokenPlaneTrajectory", "Translators",
+    "TunedLens", "evaluate", "get_metric", "kl_divergence", "log_softmax", "logit_attribution", "logit_lens", "metric_names", "read_direction", "residual_norms",
     "token_plane_trajectory", "tuned_lens",
 ]

@@ -1,7 +1,7 @@
 """Plots of lensbox results (matplotlib, static; plotly only in `plot_heatmap_interactive`).
 
 Every function takes a result (a ``LensResult``, ``LensEvaluation``, ``ResidualNorms``,
-``TokenPlaneTrajectory`` or a probe accuracy table) and returns a figure; none runs a model.
+``TokenPlaneTrajectory``, ``LogitAttribution`` or a probe accuracy table) and returns a figure; none runs a model.
 ``import lensbox.plot`` imports no plotting library: matplotlib is imported when a plot is
 drawn, plotly only by the interactive heatmap.
 
@@ -15,6 +15,8 @@ Internals, one concept per module:
   `plot_evaluation`;
 * ``_geometry``: `plot_residual_norms`, `plot_trajectory`;
 * ``_probes``: `plot_probe_accuracy`;
+* ``_attribution``: `plot_attribution` (a bar per component at one position) and
+  `plot_attribution_heads` (layer x head heatmap) of a ``LogitAttribution``;
 * ``_interactive``: `plot_heatmap_interactive` (plotly, optional);
 * ``_fonts``: the fallback list of font families for labels in many scripts.
 """
@@ -37,6 +39,8 @@ _WHERE = {
     "plot_residual_norms": "_geometry",
     "plot_trajectory": "_geometry",
     "plot_probe_accuracy": "_probes",
+    "plot_attribution": "_attribution",
+    "plot_attribution_heads": "_attribution",
     "save_figure": "_common",
     "select_positions": "_common",
     "clip_label": "_common",
