@@ -15,7 +15,7 @@ import pytest
 
 from lensbox.cli import _common, build_parser, main, verb_parsers
 
-VERBS = ("lens", "analyzers", "train-lens", "eval-lens", "train-probe", "eval-probe")
+VERBS = ("lens", "analyzers", "train-lens", "eval-lens", "train-probe", "eval-probe", "attribute")
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ Internals:
   the number checks run while parsing and the file checks run before a model loads;
 * ``_lens``    ``lens`` (logit lens on a prompt) and ``analyzers``;
 * ``_tuned``   ``train-lens`` and ``eval-lens``;
-* ``_probe``   ``train-probe`` and ``eval-probe``.
+* ``_probe``   ``train-probe`` and ``eval-probe``;
+* ``_attribute`` ``attribute`` (direct logit attribution on one prompt).
 
 Every verb parses its flags, checks its inputs and outputs, loads the model, calls one
 library function and prints or writes its result. Output files appear whole or not at
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import LensboxError
-from . import _common, _lens, _probe, _tuned
+from . import _attribute, _common, _lens, _probe, _tuned
 from ._lens import write_result as write_result
 
 #: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common.add_quiet(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="VERB", title="verbs")
     sub.required = True
-    for module in (_lens, _tuned, _probe):
+    for module in (_lens, _tuned, _probe, _attribute):
         module.add_subcommands(sub)
     return parser
 
