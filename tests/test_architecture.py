@@ -59,7 +59,7 @@ def test_lint_imports_would_catch_a_breach(tmp_path):
 
 
 def test_root_api_is_small_and_importable():
-    assert len(lensbox.__all__) <= 31  # 30 + logit_attribution (issue 9)
+    assert len(lensbox.__all__) <= 32  # 30 + logit_attribution + component_lens (issue 9)
     assert len(set(lensbox.__all__)) == len(lensbox.__all__)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # the everyday names are not deprecated

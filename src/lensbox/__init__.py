@@ -41,6 +41,7 @@ from .lenses import LensEvaluation as LensEvaluation
 from .lenses import LensResult as LensResult
 from .lenses import LogitLens as LogitLens
 from .lenses import TunedLens as TunedLens
+from .lenses import component_lens as component_lens
 from .lenses import evaluate as evaluate
 from .lenses import logit_attribution as logit_attribution
 from .lenses import logit_lens as logit_lens
@@ -70,6 +71,7 @@ __all__ = [
     "residual_norms",
     "token_plane_trajectory",
     "logit_attribution",
+    "component_lens",
     # probes
     "InputProbe",
     "evaluate_probe",

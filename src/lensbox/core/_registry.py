@@ -25,6 +25,7 @@ BUILTIN_ANALYZERS: Dict[str, str] = {
     "tuned_lens": "lensbox.lenses._tuned:TunedLens",
     "residual_norms": "lensbox.lenses._geometry:ResidualNormsAnalyzer",
     "token_plane": "lensbox.lenses._geometry:TokenPlaneAnalyzer",
+    "component_lens": "lensbox.lenses._component:ComponentLens",
     "input_probe": "lensbox.probes._probe:InputProbe",
 }
 """lensbox's own analyzers: name -> ``"module:attribute"`` of the class (tests resolve every entry)."""

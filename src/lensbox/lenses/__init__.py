@@ -27,6 +27,9 @@ Internals, bottom up (each module one concept):
 * ``_attribution`` direct logit attribution (`logit_attribution`, `LogitAttribution`): each
   component's (embeddings, attn_out / heads, mlp_out) share of a token's logit with the final
   norm's scale frozen, projected inside the forward pass (heads per chunk of positions).
+* ``_component`` the component lens (`component_lens`, `ComponentLens`, `ComponentLensResult`):
+  what each component (embeddings, ``attn_out.i``, ``head.i.h``, ``mlp_out.i``) writes, decoded with
+  the final norm's scale frozen (additive) or on its own; chunked over positions and vocabulary.
 * ``_direction`` direction readout (`read_direction`, `DirectionLens`): arbitrary
   vectors through ``W_U``, top and bottom tokens in chunks of directions x vocabulary
   (`vocab_extremes`, the bounded-memory top/bottom-k the component lens shares).
@@ -42,6 +45,9 @@ from ._decoders import Decoder as Decoder
 from ._decoders import EmbedTransposeDecoder as EmbedTransposeDecoder
 from ._decoders import LastBlocksDecoder as LastBlocksDecoder
 from ._jacobian import JacobianDecoder as JacobianDecoder
+from ._component import ComponentLens as ComponentLens
+from ._component import ComponentLensResult as ComponentLensResult
+from ._component import component_lens as component_lens
 from ._direction import DirectionLens as DirectionLens
 from ._direction import DirectionReadout as DirectionReadout
 from ._direction import read_direction as read_direction
@@ -66,8 +72,8 @@ from ._tuned import TunedLens as TunedLens
 from ._tuned import tuned_lens as tuned_lens
 
 __all__ = [
-    "Decoder", "DirectionLens", "DirectionReadout", "EmbedTransposeDecoder", "JacobianDecoder", "LastBlocksDecoder", "LensEvaluation", "LensResult",
+    "ComponentLens", "ComponentLensResult", "Decoder", "DirectionLens", "DirectionReadout", "EmbedTransposeDecoder", "JacobianDecoder", "LastBlocksDecoder", "LensEvaluation", "LensResult",
     "LogitAttribution", "LogitLens", "METRICS", "METRIC_TABLE", "Metric", "ResidualNorms", "TokenPlaneTrajectory", "Translators",
-    "TunedLens", "evaluate", "get_metric", "kl_divergence", "log_softmax", "logit_attribution", "logit_lens", "metric_names", "read_direction", "residual_norms",
+    "TunedLens", "component_lens", "evaluate", "get_metric", "kl_divergence", "log_softmax", "logit_attribution", "logit_lens", "metric_names", "read_direction", "residual_norms",
     "token_plane_trajectory", "tuned_lens",
 ]

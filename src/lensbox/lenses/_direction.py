@@ -14,7 +14,7 @@ chunks of directions and return a `DirectionReadout`.
 
 import dataclasses
 import html
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Literal, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float, Int
@@ -36,18 +36,34 @@ NORM_MEANING: Dict[str, str] = {
 }
 
 
+class Extremes(NamedTuple):
+    """What `vocab_extremes` returns: per row, the top-k and bottom-k entries (and a target's value and rank)."""
+
+    top_values: Float[Tensor, "n k"]
+    top_ids: Int[Tensor, "n k"]
+    bottom_values: Float[Tensor, "n k"]
+    bottom_ids: Int[Tensor, "n k"]
+    #: ``(rows @ weight + bias)[i, targets[i]]``; None without ``targets``.
+    target_values: Optional[Float[Tensor, "n"]]
+    #: How many entries of row ``i`` exceed its target's (0 = the target is the largest); None without ``targets``.
+    target_ranks: Optional[Int[Tensor, "n"]]
+
+
 def vocab_extremes(
     rows: Float[Tensor, "n d_model"],
     weight: Float[Tensor, "d_model d_vocab"],
     k: int,
     *,
+    bias: Optional[Float[Tensor, "d_vocab"]] = None,
+    targets: Optional[Int[Tensor, "n"]] = None,
     chunk_vocab: int = 8192,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The ``k`` largest and ``k`` smallest entries of ``rows @ weight`` per row, one vocabulary block at a time.
+) -> Extremes:
+    """The ``k`` largest and ``k`` smallest entries of ``rows @ weight (+ bias)`` per row, one vocabulary block at a time.
 
-    Returns ``(top_values, top_ids, bottom_values, bottom_ids)``, each ``[n, k]``, sorted (top
-    descending, bottom ascending), computed in float32. Peak extra memory is
-    ``[n, chunk_vocab + 2k]`` floats, never ``[n, d_vocab]``.
+    Returns an `Extremes` (top sorted descending, bottom ascending; float32). With
+    ``targets`` (one vocabulary id per row) it also gives each target's value and rank (how
+    many entries exceed it). Peak extra memory is ``[n, chunk_vocab + 2k]`` floats, never
+    ``[n, d_vocab]``.
     """
     n, n_vocab = rows.shape[0], weight.shape[1]
     rows = rows.float()
@@ -55,14 +71,30 @@ def vocab_extremes(
     top_v = torch.full((n, 0), 0.0, device=dev)
     top_i = torch.zeros((n, 0), dtype=torch.long, device=dev)
     bot_v, bot_i = top_v, top_i
+    target_v = torch.zeros(n, device=dev) if targets is not None else None
+    target_r = torch.zeros(n, dtype=torch.long, device=dev) if targets is not None else None
+    if targets is not None:  # the targets' values first, so each block can count the entries above them
+        cols = weight[:, targets.to(weight.device)].to(device=dev, dtype=torch.float32)  # [d_model, n]
+        target_v = (rows * cols.T).sum(-1)
+        if bias is not None:
+            target_v = target_v + bias.to(dev, torch.float32)[targets.to(dev)]
     for v0 in range(0, n_vocab, chunk_vocab):
         block = block_logits(rows, weight[:, v0 : v0 + chunk_vocab])
+        if bias is not None:
+            block += bias[v0 : v0 + chunk_vocab].to(dev, torch.float32)
         kk = min(k, block.shape[1])
         hv, hi = block.topk(kk, dim=-1)
         lv, li = block.topk(kk, dim=-1, largest=False)
         top_v, top_i = _merge(top_v, top_i, hv, hi + v0, k, largest=True)
         bot_v, bot_i = _merge(bot_v, bot_i, lv, li + v0, k, largest=False)
-    return top_v, top_i, bot_v, bot_i
+        if target_v is not None and target_r is not None and targets is not None:
+            above = block > target_v[:, None]
+            # the target's own entry, recomputed in this block, may differ from target_v by rounding: never count it
+            local = targets.to(dev) - v0
+            mine = (local >= 0) & (local < block.shape[1])
+            above[mine, local[mine]] = False
+            target_r += above.sum(-1)
+    return Extremes(top_v, top_i, bot_v, bot_i, target_v, target_r)
 
 
 def block_logits(rows: Float[Tensor, "n d_model"], block: Float[Tensor, "d_model v"]) -> Float[Tensor, "n v"]:
@@ -253,7 +285,7 @@ class DirectionLens:
                 rows = directions[d0 : d0 + self.chunk_directions]
                 if self.norm == "final":
                     rows = adapter.final_norm(rows.to(adapter.dtype))
-                parts.append(vocab_extremes(rows, adapter.W_U, self.k, chunk_vocab=self.chunk_vocab))
+                parts.append(tuple(vocab_extremes(rows, adapter.W_U, self.k, chunk_vocab=self.chunk_vocab))[:4])
         top_v, top_i, bot_v, bot_i = (torch.cat([p[j] for p in parts]).cpu() for j in range(4))
         names: Dict[int, str] = {}
 
@@ -309,4 +341,4 @@ def read_direction(
     return lens(directions, labels=labels)
 
 
-__all__ = ["DirectionLens", "DirectionNorm", "DirectionReadout", "NORM_MEANING", "block_logits", "read_direction", "vocab_extremes"]
+__all__ = ["DirectionLens", "DirectionNorm", "DirectionReadout", "Extremes", "NORM_MEANING", "block_logits", "read_direction", "vocab_extremes"]

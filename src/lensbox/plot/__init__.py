@@ -13,6 +13,7 @@ Internals, one concept per module:
   metric of ``lensbox.lenses``' metric table) and `plot_compare_views`;
 * ``_curves``: per-layer curves, `plot_layer_metric`, `plot_kl_by_layer`,
   `plot_evaluation`;
+* ``_component``: `plot_components` (components x positions of a ``ComponentLensResult``);
 * ``_geometry``: `plot_residual_norms`, `plot_trajectory`;
 * ``_probes``: `plot_probe_accuracy`;
 * ``_attribution``: `plot_attribution` (a bar per component at one position) and
@@ -36,6 +37,7 @@ _WHERE = {
     "plot_kl_by_layer": "_curves",
     "plot_evaluation": "_curves",
     "layer_summary": "_curves",
+    "plot_components": "_component",
     "plot_residual_norms": "_geometry",
     "plot_trajectory": "_geometry",
     "plot_probe_accuracy": "_probes",
