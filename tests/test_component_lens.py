@@ -141,3 +141,19 @@ def test_cli_lens_routes_component_sites(setup, monkeypatch, tmp_path, capsys):
     assert df[df.component == "mlp_out.1"].next_logit.tolist()[:-1] == pytest.approx(
         expected.next_logit[0, 1, :-1].tolist(), abs=1e-5)
     assert lensbox.component_lens is component_lens
+
+
+def test_layernorm_model_adds_up_to_its_own_logits(tiny_tokenizer, tiny_tokens):
+    """GPT-2 (LayerNorm with a bias, learned positions): centred components, the norm bias as the leftover term."""
+    from models import build_tiny_hf, build_tiny_lm
+
+    model = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf("gpt2"))
+    with torch.no_grad():
+        logits = model(tiny_tokens).float()
+    out = component_lens(model, tiny_tokens, sites="tok_embed,pos_embed,attn_out.0,mlp_out.0,attn_out.1,mlp_out.1", k=2)
+    norm_bias = dict(model.ln_final.named_parameters())["_original_component.bias"].detach()
+    leftover = (norm_bias @ model.W_U + model.b_U)[tiny_tokens[:, 1:]]
+    total = out.next_logit[:, :, :-1].sum(1) + leftover
+    torch.testing.assert_close(total, logits[:, :-1].gather(-1, tiny_tokens[:, 1:, None])[..., 0], atol=1e-4, rtol=0)
+    embed = component_lens(model, tiny_tokens, sites="embed", k=2)
+    torch.testing.assert_close(out.next_logit[:, :2].sum(1), embed.next_logit[:, 0], atol=1e-5, rtol=0, equal_nan=True)
