@@ -54,6 +54,7 @@ MIN_IMAGES = {
     "examples/multilingual/": 2,
     "examples/tuned_lens/": 2,
     "examples/probes/": 1,
+    "examples/attribution/": 2,
 }
 
 

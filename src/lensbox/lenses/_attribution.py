@@ -407,10 +407,8 @@ def _assemble(
     bias = _bias_term(adapter, affine[1], target_ids, minus_ids)
     contrib = torch.cat([contrib, bias[..., None]], -1)
     names.append("bias")
-    own = adapter.decode(proj.final).float()
-    logit = own.gather(-1, target_ids.clamp_min(0)[..., None])[..., 0]
-    if minus_ids is not None:
-        logit = logit - own.gather(-1, minus_ids[..., None])[..., 0]
+    logit = _own_logit(adapter, proj.final, target_ids, minus_ids)
+    own = logit  # the scale of the tolerance
     heads_c = attn_bias = None
     if proj.head_raw is not None:
         heads_c = proj.head_raw * k[..., None, None]
@@ -442,6 +440,21 @@ def _assemble(
         softcap=logit_softcap(adapter), error=err, model_name=adapter.model_name,
         token_texts={int(i): adapter.token_label(int(i)) for i in ids},
     )
+
+
+def _own_logit(adapter: ModelAdapter, final: Tensor, target_ids: Tensor, minus_ids: Optional[Tensor]) -> Tensor:
+    """The model's own (pre-soft-cap) logit of the targets (minus the other token): its final norm, then only
+    the needed columns of ``W_U`` (never the ``[pos, vocab]`` logits)."""
+    normed = adapter.final_norm(final).float()
+    W_U, b_U = adapter.W_U, adapter.b_U
+
+    def column(ids: Tensor) -> Tensor:
+        flat = ids.clamp_min(0).reshape(-1)
+        cols = W_U[:, flat].float().T.reshape(*ids.shape, -1)
+        return (normed * cols).sum(-1) + b_U.float()[ids.clamp_min(0)]
+
+    out = column(target_ids)
+    return out - column(minus_ids) if minus_ids is not None else out
 
 
 def _target_text(target: TargetSpec, diff: bool) -> str:
