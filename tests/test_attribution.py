@@ -121,8 +121,10 @@ def test_bad_inputs_are_refused(bridges: Any, tiny_tokenizer: Any, tiny_tokens: 
     def truncate(act: torch.Tensor, hook: Any = None) -> torch.Tensor:
         return act[..., :-1]
 
-    with pytest.raises(ModelError, match=r"blocks.1.hook_mlp_out has the wrong shape"):
+    with pytest.raises(InputError, match=r"hook on blocks.1.hook_mlp_out returned a tensor of another shape"):
         logit_attribution(model, tiny_tokens, fwd_hooks=[("blocks.1.hook_mlp_out", truncate)])
+    with pytest.raises(InputError, match="no hook point"):
+        logit_attribution(model, tiny_tokens, fwd_hooks=[("blocks.9.hook_mlp_out", truncate)])
     with pytest.raises(lensbox.SiteError, match=r"Head 7 does not exist(.|\n)*0\.\.3"):
         lensbox.adapt(model).head_outputs(0, torch.zeros(1, 2, 4, 8), heads=[7])
 

@@ -20,7 +20,7 @@ heads are computed from ``hook_z`` one chunk of positions at a time (``chunk_row
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import torch
 from jaxtyping import Float, Int
@@ -28,6 +28,7 @@ from torch import Tensor
 
 from .._errors import InputError, ModelError
 from ..core._adapter import Inputs, ModelAdapter, ModelLike, adapt
+from ..core._hooks import FwdHooks, HookFn, check_fwd_hooks
 from ..core._sites import Site
 from ._decoders import logit_softcap
 
@@ -36,8 +37,6 @@ TokenSpec = Union[int, str]
 
 TargetSpec = Union[Literal["next", "top1"], int, str]
 """``"next"`` (the next input token), ``"top1"`` (the model's final top-1), or a `TokenSpec`."""
-
-HookFn = Callable[..., Any]
 
 
 @dataclasses.dataclass
@@ -316,7 +315,7 @@ def logit_attribution(
     heads: Optional[bool] = None,
     chunk_rows: int = 512,
     prepend_bos: Optional[bool] = None,
-    fwd_hooks: Sequence[Tuple[str, HookFn]] = (),
+    fwd_hooks: FwdHooks = None,
 ) -> LogitAttribution:
     """Direct logit attribution: what each component adds to the logit of a token, per position.
 
@@ -333,7 +332,9 @@ def logit_attribution(
         chunk_rows: positions per chunk of the per-head computation.
         prepend_bos: passed to the tokenizer for text inputs.
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs run during the pass (an ablation,
-            a patch); the attribution is then of the edited run.
+            a patch), checked as every lens checks them (``lensbox.core.check_fwd_hooks``); the
+            attribution is then of the edited run. Edit ``blocks.i.attn.hook_z`` to keep the
+            per-head split exact (an edit of ``hook_attn_out`` breaks it: use ``heads=False``).
 
     Returns:
         A `LogitAttribution`. Its components are ``tok_embed`` and ``pos_embed`` (models with
@@ -349,6 +350,7 @@ def logit_attribution(
         ```
     """
     adapter = adapt(model)
+    edits = check_fwd_hooks(adapter, fwd_hooks)
     tokens = adapter.to_tokens(inputs, prepend_bos=prepend_bos)
     if heads is None:
         heads = not adapter.has_attn_post_norm
@@ -363,14 +365,14 @@ def logit_attribution(
     minus_id = None if minus is None else _token_id(adapter, minus, "minus")
     logits = None
     if isinstance(target, str) and target == "top1":
-        logits = adapter.model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), return_type="logits")
+        logits = adapter.model.run_with_hooks(tokens, fwd_hooks=edits, return_type="logits")
     target_ids = _target_ids(adapter, tokens, target, logits)
     minus_ids = None if minus_id is None else torch.full_like(tokens, minus_id)
     w, b = adapter.final_norm_affine()
     u = _direction(adapter, w, target_ids, minus_ids)
     proj = _Projector(adapter, u, bool(heads), chunk_rows)
-    adapter.model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + proj.hooks(), return_type=None)
-    return _assemble(adapter, tokens, target, target_ids, minus_ids, proj, (w, b), edited=bool(fwd_hooks))
+    adapter.model.run_with_hooks(tokens, fwd_hooks=edits + proj.hooks(), return_type=None)
+    return _assemble(adapter, tokens, target, target_ids, minus_ids, proj, (w, b), edited=bool(edits))
 
 
 def _assemble(
