@@ -90,7 +90,8 @@ def test_no_logits_no_check(gemma2: Any, tiny_tokens: torch.Tensor, monkeypatch:
 
 
 def test_analyze_hands_over_the_logits(gemma2: Any, tiny_tokens: torch.Tensor, monkeypatch: Any) -> None:
-    """End to end: logit_lens / tuned_lens run the check on the forward pass's logits; a user's cache has none."""
+    """End to end: logit_lens / tuned_lens run the check on the forward pass's logits, and with a user's cache
+    on the logits of the cache check's pass (they follow from the cached final stream)."""
     res = lensbox.logit_lens(gemma2, tiny_tokens)
     assert float(res.kl_final[:, -1].max()) == 0.0
     _, cache = gemma2.run_with_cache(tiny_tokens)
@@ -99,4 +100,5 @@ def test_analyze_hands_over_the_logits(gemma2: Any, tiny_tokens: torch.Tensor, m
         lensbox.logit_lens(gemma2, tiny_tokens)
     with pytest.raises(ModelError, match="does not reproduce"):
         lensbox.lenses.tuned_lens(gemma2, tiny_tokens, TunedLens.identity(gemma2))
-    lensbox.logit_lens(gemma2, tiny_tokens, cache=cache)  # no logits to compare with
+    with pytest.raises(ModelError, match="does not reproduce"):
+        lensbox.logit_lens(gemma2, tiny_tokens, cache=cache)

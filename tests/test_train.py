@@ -1,6 +1,7 @@
 """train_tuned_lens: objective and gradient, least squares, determinism, checkpoints, bad data."""
 
 import dataclasses
+import hashlib
 import json
 import math
 import warnings
@@ -342,6 +343,29 @@ def test_corrupted_checkpoint_is_refused(model, data, tmp_path):
     f.write_bytes(f.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ArtifactError, match="SHA-256 differs"):
         train_tuned_lens(model, data, steps=2, init="identity", lr=1e-3, checkpoint_dir=tmp_path, resume=True, **FAST)
+
+
+def test_resume_on_other_data_is_refused(model, data, tmp_path):
+    """The checkpoint records the SHA-256 of the data's token windows: other windows of the same shape, or
+    the same windows in another order, are refused; the same data resumes."""
+    kw = dict(steps=2, init="identity", lr=1e-3, checkpoint_every=1, **FAST)
+
+    def stop_at_1(step, info):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_tuned_lens(model, data, checkpoint_dir=tmp_path, callback=stop_at_1, **kw)
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    used = data[: 2 * FAST["batch_size"]]  # the run's training windows (steps x batch_size), no validation
+    assert state["step"] == 1
+    assert state["data_sha256"] == hashlib.sha256(used.numpy().astype("<i8").tobytes()).hexdigest()
+    for other in (random_windows(24, 16, seed=2), data.flip(0)):
+        with pytest.raises(InputError, match=r"training data differ from the checkpointed run(.|\n)*same texts"):
+            train_tuned_lens(model, other, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 1  # left as it was
+    lens = train_tuned_lens(model, data, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert lens.config["training"]["resumed"] is True
 
 
 def test_warm_start_and_mid_sites(model, data):

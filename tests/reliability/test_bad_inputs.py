@@ -129,6 +129,53 @@ def test_cache_mixing_two_inputs(tiny_lm: Any, tiny_tokens: Tensor) -> None:
         lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
 
 
+def _final_hook(model: Any) -> str:
+    return f"blocks.{int(model.cfg.n_layers) - 1}.hook_resid_post"
+
+
+def test_cache_stitched_from_two_runs_at_a_deeper_layer(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    """The embeddings are this text's, a deeper stream is another run's: every block is recomputed from its
+    cached input (one check pass), so the stitch is found wherever it is."""
+    other = _cache(tiny_lm, _other_tokens(tiny_tokens))
+    for name in ("blocks.0.hook_resid_post", _final_hook(tiny_lm)):
+        cache = _cache(tiny_lm, tiny_tokens)
+        cache[name] = other[name]
+        with pytest.raises(InputError, match=rf"mixes runs(.|\n)*{name} equal to what the model computes"):
+            lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+    cache = _cache(tiny_lm, tiny_tokens)  # one batch row of one deep stream
+    cache[_final_hook(tiny_lm)] = cache[_final_hook(tiny_lm)].clone()
+    cache[_final_hook(tiny_lm)][1] = other[_final_hook(tiny_lm)][1]
+    with pytest.raises(InputError, match=r"mixes runs(.|\n)*first at \(batch 1, pos 0\)"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+
+
+def test_cache_stitched_from_a_text_that_differs_only_at_the_last_token(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    """Same prefix, one other last token: only the last position of the stitched stream differs."""
+    other_tokens = tiny_tokens.clone()
+    other_tokens[:, -1] = (other_tokens[:, -1] % 299) + 1
+    cache = _cache(tiny_lm, tiny_tokens)
+    cache["blocks.1.hook_resid_post"] = _cache(tiny_lm, other_tokens)["blocks.1.hook_resid_post"]
+    last = int(tiny_tokens.shape[1]) - 1
+    with pytest.raises(InputError, match=rf"mixes runs(.|\n)*2 of 24 positions differ, first at \(batch 0, pos {last}\)"):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+
+
+def test_cache_of_an_edited_forward_pass_is_refused(tiny_lm: Any, tiny_tokens: Tensor) -> None:
+    """A cache made under a hook that edits a stream is not the model's run: the fix points to fwd_hooks=."""
+    adapter = lensbox.adapt(tiny_lm)
+    name = adapter.hook_name(lensbox.core.Site.resid_post(0))
+
+    def scale(act: Tensor, hook: Any = None) -> Tensor:
+        return act * 1.5
+
+    with tiny_lm.hooks(fwd_hooks=[(name, scale)]):
+        _, cache = tiny_lm.run_with_cache(tiny_tokens)
+    with pytest.raises(InputError, match=r"mixes runs(.|\n)*fwd_hooks="):
+        lensbox.logit_lens(tiny_lm, tiny_tokens, cache=cache)
+    edited = lensbox.analyze(tiny_lm, tiny_tokens, ["logit_lens"], fwd_hooks=[(name, scale)])["logit_lens"]
+    assert not torch.allclose(edited.kl_final, lensbox.logit_lens(tiny_lm, tiny_tokens).kl_final)
+
+
 def test_filtered_cache_of_the_right_text_is_accepted(tiny_lm: Any, tiny_tokens: Tensor) -> None:
     _, cache = tiny_lm.run_with_cache(tiny_tokens, names_filter=lambda n: n.endswith(("resid_pre", "resid_post")))
     assert "hook_embed" not in cache.keys()
@@ -247,3 +294,18 @@ def test_cache_of_a_related_text_is_refused_on_smollm2(smollm2_model: Any) -> No
     with pytest.raises(InputError, match=r"not made from these inputs(.|\n)*2 of 14 positions differ"):
         lensbox.logit_lens(smollm2_model, b, cache=cache)
     lensbox.logit_lens(smollm2_model, a, cache=cache)  # its own text is accepted
+
+
+def test_probe_with_absurd_weights_in_memory_is_refused_before_evaluating(tiny_lm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights set to 1e30 after fitting (never saved): evaluation raises instead of reporting 0 %."""
+    from lensbox.probes import InputProbe, evaluate_probe
+
+    gen = torch.Generator().manual_seed(3)
+    data = torch.randint(1, 300, (16, 12), generator=gen)
+    probe = InputProbe(["embed"], offsets=(0,), kinds=("ridge",)).fit(tiny_lm, data, batch_size=16, progress=False)
+    assert evaluate_probe(tiny_lm, data, probe, progress=False).accuracy().max() > 0  # the fitted probe works
+    with torch.no_grad():
+        next(iter(probe.ridge.values())).weight.fill_(1e30)
+    _no_forward(tiny_lm, monkeypatch)
+    with pytest.raises(lensbox.NonFiniteError, match=r"cannot be evaluated(.|\n)*ridge/(.|\n)*1e\+30"):
+        evaluate_probe(tiny_lm, data, probe, progress=False)

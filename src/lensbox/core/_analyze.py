@@ -165,6 +165,73 @@ def _check_embeddings(adapter: ModelAdapter, cache: Any, streams: Dict[Site, Ten
             )
 
 
+#: Largest relative difference (per position, ``|cached - recomputed| / |recomputed|``) between a cached
+#: stream and what the model computes from the cached stream before it. A cache made by one run of the
+#: same model differs by float rounding only (about 1e-6 in float32: batch shapes change the summation
+#: order); a stream from another text differs by order 1 at every position after the first other token.
+_CONSISTENT = {torch.float16: 5e-2, torch.bfloat16: 5e-2}
+_CONSISTENT_DEFAULT = 1e-3
+
+
+def check_cache_is_one_run(
+    adapter: ModelAdapter, streams: Dict[Site, Tensor], tokens: Tensor, *, keep_logits: bool = False
+) -> Optional[Tensor]:
+    """Refuse a cache stitched from several runs (hook points or batch rows from another text).
+
+    Runs the model once on ``tokens`` with every cached stream put in place of the model's own as
+    the forward pass reaches it, and compares each cached stream with what the model computed there
+    from the cached stream before it: each block is recomputed from its cached input, so a stream
+    that another run produced (at any depth, in any batch row, at any position after the first
+    token where the two texts differ) is refused. Positions where either value is not finite are
+    left to the analyzers' ``on_nonfinite`` policy. Costs one forward pass of the model (the
+    lenses themselves decode every site, which costs more). Returns that pass's logits when asked
+    (they follow from the cached final stream, so the lens's final-site check can run on them).
+    """
+    by_hook: Dict[str, Tensor] = {}
+    for s in sorted(streams):  # site order: the order the forward pass reaches them
+        by_hook.setdefault(adapter.hook_name(s), streams[s])
+    order = {name: i for i, name in enumerate(by_hook)}
+    found: List[Tuple[int, str, float, Tuple[int, int], int]] = []
+
+    def make_hook(name: str, cached: Tensor) -> Callable[..., Tensor]:
+        def hook(act: Tensor, hook: Any = None) -> Tensor:
+            mine = cached.to(device=act.device, dtype=act.dtype).reshape(act.shape)
+            own = act.detach().float()
+            diff = (mine.float() - own).norm(dim=-1) / own.norm(dim=-1).clamp_min(1e-12)
+            tol = _CONSISTENT.get(act.dtype, _CONSISTENT_DEFAULT)
+            bad = ((diff > tol) & torch.isfinite(diff)).nonzero()
+            if len(bad):
+                b, p = (int(v) for v in bad[0].tolist())
+                found.append((order.get(name, 0), name, float(diff[b, p]), (b, p), len(bad)))
+            return mine
+
+        return hook
+
+    hooks = [(name, make_hook(name, act)) for name, act in by_hook.items()]
+    was_training = adapter.model.training
+    adapter.model.eval()  # dropout would make the recomputation random
+    try:
+        with torch.no_grad():
+            out = adapter.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits" if keep_logits else None)
+    finally:
+        adapter.model.train(was_training)
+    if found:
+        _, name, worst, (b, p), n_bad = min(found)
+        names = list(by_hook)
+        before = names[names.index(name) - 1] if names.index(name) > 0 else "the tokens"
+        raise InputError(
+            "The cache was not made by one run of this model on these inputs: it mixes runs.",
+            expected=f"{name} equal to what the model computes from {before} (relative difference <= "
+            f"{_CONSISTENT.get(adapter.dtype, _CONSISTENT_DEFAULT):g})",
+            received=f"{n_bad} of {tokens.numel()} positions differ, first at (batch {b}, pos {p}) "
+            f"(relative difference {worst:.3g})",
+            fix="make the cache with one model.run_with_cache(tokens) call on exactly these tokens, without "
+            "hooks that edit the streams; to analyse an edited forward pass, drop cache= and pass the hooks as "
+            "lensbox.analyze(model, tokens, analyzers, fwd_hooks=[...])",
+        )
+    return out.detach().to(adapter.device) if keep_logits and out is not None else None
+
+
 def analyze(
     model: ModelLike,
     inputs: Inputs,
@@ -181,8 +248,10 @@ def analyze(
         inputs: text, a list of equal-length texts, or token ids ``[batch, pos]``.
         analyzers: registered names, Analyzer instances, or ``(name, kwargs)`` pairs.
         cache: an ``ActivationCache`` (or dict hook name -> tensor) from a run on exactly
-            these inputs; when given, the model is not run (and analyzers that need the
-            model's logits receive ``logits=None``).
+            these inputs; when given, its streams are analysed, after one check pass of the
+            model that refuses a cache of other inputs or stitched from several runs
+            (:func:`check_cache_is_one_run`; analyzers that need logits receive the logits that
+            follow from the cached final stream).
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs added to the forward
             pass, before lensbox's own hooks: an ablation (``("blocks.5.hook_attn_out",
             lambda act, hook: act * 0)``) or a patch. Every analyzer reads the *edited*
@@ -214,6 +283,7 @@ def analyze(
                 fix="pass the same inputs that produced the cache",
             )
         check_cache_matches_tokens(adapter, cache, streams, tokens)
+        logits = check_cache_is_one_run(adapter, streams, tokens, keep_logits=any(a.needs_logits for a in instances))
     else:
         keep = any(a.needs_logits for a in instances)
         streams, logits = adapter.capture(tokens, needed, keep_logits=keep, fwd_hooks=hooks)

@@ -17,7 +17,8 @@ class Analyzer(abc.ABC):
     captures the union of every analyzer's sites in one forward pass and calls each
     analyzer's `run` with its own streams. An analyzer that sets
     ``needs_logits = True`` also receives the model's output logits from that pass as
-    ``logits=`` (``None`` when the streams were read from an activation cache).
+    ``logits=`` (with an activation cache, those of the check pass that follow from the
+    cached final stream).
     """
 
     name: str = "analyzer"

@@ -110,7 +110,7 @@ def refuse_hooks_with_cache(fwd_hooks: FwdHooks) -> None:
             "fwd_hooks cannot act on a cache that was already computed.",
             expected="cache=None when fwd_hooks are given",
             received=f"a cache and {len(fwd_hooks)} hook(s)",
-            fix="drop cache= so lensbox runs the model with your hooks, or add them when you make the cache",
+            fix="drop cache= so lensbox runs the model with your hooks (a cache must come from the unedited model)",
         )
 
 

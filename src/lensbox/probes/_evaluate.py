@@ -24,11 +24,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .._errors import InputError
+from .._errors import InputError, NonFiniteError
 from ..core import ModelAdapter, ModelLike, SitesSpec, adapt
 from ..core._sites import Site, resolve_site
 from ._offsets import check_offsets_fit, valid_positions
 from ._probe import InputProbe, say
+from ._probe_io import MAX_WEIGHT
 from ._relation import embedding_relation
 from ._result import (
     DEFAULT_BUCKET_EDGES,
@@ -110,6 +111,7 @@ class ProbeEvaluator:
         frequent_from: int = 100,
     ) -> None:
         probe.require_fitted()
+        check_weights_usable(probe)
         self.probe = probe
         self.adapter = adapter
         self.sites = evaluation_sites(probe, adapter, sites)
@@ -249,6 +251,22 @@ class ProbeEvaluator:
             n_model_layers=int(self.adapter.n_layers),
             seconds=float(self.seconds),
         )
+
+
+def check_weights_usable(probe: InputProbe) -> None:
+    """Refuse weights that are not finite or so large that the float32 scores overflow (every token would
+    then rank alike and the accuracy read 0 % without a word); the same bound as at load."""
+    for name, t in probe.tensors().items():
+        if not t.dtype.is_floating_point or not t.numel():
+            continue
+        top = float(t.detach().abs().max())
+        if not math.isfinite(top) or top > MAX_WEIGHT:
+            raise NonFiniteError(
+                f"The probe cannot be evaluated: its tensor {name!r} holds values that are not finite or too large.",
+                expected=f"finite values of magnitude <= {MAX_WEIGHT:.0e} (fitted weights are of order 1)",
+                received=f"values up to {top:.3g}",
+                fix="refit the probe (InputProbe.fit) or reload its saved copy; do not edit its weights by hand",
+            )
 
 
 def evaluate_probe(

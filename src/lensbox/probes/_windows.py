@@ -41,13 +41,7 @@ def model_windows(
             received=repr(window),
             fix="pass window=256",
         )
-    if adapter.n_ctx and window > adapter.n_ctx:
-        raise InputError(
-            "The window is longer than the model's context.",
-            expected=f"window <= {adapter.n_ctx} tokens (the model's n_ctx)",
-            received=f"window={window}",
-            fix=f"pass window={min(256, adapter.n_ctx)}",
-        )
+    adapter.check_window(window, what="probe")
     rows = list(windows(adapter.tokenizer, data, window=window, max_tokens=max_tokens, d_vocab=adapter.d_vocab))
     return torch.stack(rows).to(adapter.device)
 

@@ -3,8 +3,8 @@
 A checkpoint is written with `lensbox._io.write_artifact` (format
 ``lensbox.training_checkpoint``): ``checkpoint.json`` (the common header, the step,
 the window position, the run plan, the optimizer's plain state, the loss history,
-the model fingerprint) and ``state.safetensors`` (translators ``lens.*`` and optimizer
-tensors ``optim.<param>.<name>``). The folder is built beside the target and swapped
+the model fingerprint, the SHA-256 of the data's token windows) and ``state.safetensors``
+(translators ``lens.*`` and optimizer tensors ``optim.<param>.<name>``). The folder is built beside the target and swapped
 in, so a crash leaves the previous checkpoint or the new one. A folder that holds
 anything else is refused, never deleted.
 """

@@ -109,7 +109,14 @@ class WindowStream:
         max_val = max_val_tokens // window if val_fraction > 0 else 0
         val = [w for w in itertools.islice(self._part("val"), max_val)] if max_val else []
         self.val = torch.stack(val) if val else torch.zeros((0, window), dtype=torch.long)
-        self.available = sum(1 for _ in self.train_windows())
+        digest = hashlib.sha256(self.val.numpy().astype("<i8").tobytes())
+        self.available = 0
+        for w in self.train_windows():
+            digest.update(w.numpy().astype("<i8").tobytes())
+            self.available += 1
+        #: SHA-256 of the token ids of every validation and training window: a checkpoint records it,
+        #: so a run is never resumed on other data.
+        self.sha256 = digest.hexdigest()
         if self.available == 0 and self.limit != 0:
             raise InputError(
                 "The training data is shorter than one training window.",

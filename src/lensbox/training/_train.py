@@ -262,6 +262,15 @@ def _restore(run: _Run) -> Tuple[int, int]:
             received=", ".join(f"{k}={mine.get(k)!r}" for k in diff[:6]),
             fix="resume with the original settings, or start a new run in another checkpoint_dir",
         )
+    if state.get("data_sha256") != run.stream.sha256:
+        raise InputError(
+            "Cannot resume: the training data differ from the checkpointed run's.",
+            expected=f"windows whose token ids hash to {str(state.get('data_sha256'))[:16]}... (SHA-256, recorded at "
+            "every checkpoint)",
+            received=f"windows hashing to {run.stream.sha256[:16]}...",
+            fix="resume with the same texts (or files, or token windows), the same window and val_fraction, or start a "
+            "new run in another checkpoint_dir",
+        )
     fp = Fingerprint.from_json(state.get("fingerprint"), what=f"the checkpoint at {ckpt.dir}")
     check_fingerprint(fp, run.adapter.fingerprint, what=f"the checkpoint at {ckpt.dir}")
     run.tr.load_state_tensors({k[len("lens."):]: v for k, v in tensors.items() if k.startswith("lens.")},
@@ -285,6 +294,7 @@ def _save_checkpoint(run: _Run, step: int) -> None:
             "step": step, "epoch": run.batches.epoch, "taken": run.batches.taken, "plan": run.plan.to_dict(),
             "optimizer": opt_meta, "history": run.history, "timing": run.timing,
             "model_name": run.adapter.model_name, "fingerprint": run.adapter.fingerprint.to_json(),
+            "data_sha256": run.stream.sha256,
         }
         run.ckpt.save(tensors, state)
     run.dist.barrier()
