@@ -2,7 +2,7 @@
 
 from typing import Any, List, Mapping
 
-from .._errors import InputError
+from .._errors import InputError, ModelError
 from ..core._adapter import ModelAdapter
 from ..core._sites import Site, SiteKind
 from ._decoders import ResidStream, SiteMapDecoder
@@ -32,7 +32,31 @@ class JacobianDecoder(SiteMapDecoder):
         """The layers the Jacobian lens has a transport matrix for."""
         return sorted(int(k) for k in self.jlens.jacobians)
 
+    def check_model(self, adapter: ModelAdapter) -> None:
+        """Refuse a model whose residual basis is not the raw one the Jacobian lens was fitted in.
+
+        TransformerLens fits Jacobian lenses on raw TransformerBridge models only. Centring the
+        writing weights (``center_writing_weights`` of a processed HookedTransformer, or
+        compatibility mode on a LayerNorm model) removes each stream's mean, a change of basis
+        the transport matrices do not know about. Its mark: every row of ``W_E`` sums to zero.
+        """
+        if getattr(self, "_checked_model", None) is adapter.model:
+            return
+        w_e = adapter.W_E.detach().float()
+        if w_e.numel() and float(w_e.mean(-1).abs().max()) <= 1e-6 * float(w_e.abs().max()):
+            raise ModelError(
+                "This Jacobian lens was fitted on a raw model's residual stream; this model's writing weights "
+                "were centred (its residual basis changed), so the lens would be silently wrong.",
+                expected="the raw TransformerBridge (TransformerBridge.boot_transformers(...), without "
+                "enable_compatibility_mode() on a LayerNorm model) the lens was fitted on",
+                received=f"{type(adapter.model).__name__} ({adapter.model_name}) with mean-zero embedding rows "
+                "(center_writing_weights)",
+                fix="decode with the raw bridge, or load the HookedTransformer with center_writing_weights=False",
+            )
+        self._checked_model = adapter.model
+
     def map_stream(self, adapter: ModelAdapter, site: Site, resid: ResidStream) -> ResidStream:
+        self.check_model(adapter)
         if site.kind is not SiteKind.RESID_POST or site.layer not in self.jlens.jacobians:
             raise InputError(
                 f"The Jacobian lens has no transport matrix for {site.name}.",
