@@ -10,16 +10,28 @@
 * ``tiny_lm`` / ``tiny_lm_compat`` -- session-wide instances, raw and after
   ``enable_compatibility_mode()`` (built from separate copies of the same weights, since
   compatibility mode rewrites weights in place). Treat them as read-only.
+* ``tiny_family`` -- ``tiny_family(family, mode)``: session-wide 2-layer bridges of the architecture matrix.
 * ``tiny_tokens`` -- ``[2, 12]`` token ids for ``tiny_lm``.
+* Under pytest-xdist (``pytest -n 2``) every worker runs torch with one thread.
 * ``smollm2_model`` -- the real SmolLM2-135M-Instruct bridge (``lensbox.load_model()``), for
   tests marked ``@pytest.mark.smollm2``.
 """
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
-import torch
+# Under pytest-xdist (``-n 2``) each worker is one process on one core: one torch thread each (and for
+# the subprocesses they start), so two workers do not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 from models import build_tiny_lm, build_tiny_tokenizer
 
@@ -64,6 +76,23 @@ def tiny_lm(make_tiny_lm: Callable[..., Any]) -> Any:
 @pytest.fixture(scope="session")
 def tiny_lm_compat(make_tiny_lm: Callable[..., Any]) -> Any:
     return make_tiny_lm(compat=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tiny_tokenizer: Any) -> Callable[[str, str], Any]:
+    """``tiny_family(family, mode)``: a session-wide 2-layer random bridge of one architecture family
+    (``models.ARCH_FAMILIES``) with the tiny tokenizer, ``mode`` 'raw' or 'compat' (each built once; read-only)."""
+    from models import build_tiny_hf, build_tiny_lm
+
+    built: dict = {}
+
+    def get(family: str, mode: str = "raw") -> Any:
+        if (family, mode) not in built:
+            hf = build_tiny_hf(family, n_layers=2)
+            built[(family, mode)] = build_tiny_lm(tiny_tokenizer, hf_model=hf, compat=(mode == "compat"))
+        return built[(family, mode)]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from lensbox.core import ModelAdapter, Site
 from lensbox.lenses import TunedLens
 from lensbox.lenses import _stats
 
-from models import ARCH_FAMILIES, build_tiny_hf, build_tiny_lm
+from models import ARCH_FAMILIES, build_tiny_hf
 
 N_LAYERS = 2
 MODES = ("raw", "compat")
@@ -42,23 +42,23 @@ STATS = (
 class Built:
     """One family in one mode: the bridge, and what the untouched Hugging Face model computed on the tokens."""
 
-    def __init__(self, family: str, mode: str, tokenizer: Any, tokens: torch.Tensor) -> None:
-        hf = build_tiny_hf(family, n_layers=N_LAYERS)
+    def __init__(self, family: str, mode: str, model: Any, tokens: torch.Tensor) -> None:
+        hf = build_tiny_hf(family, n_layers=N_LAYERS)  # the same weights as the bridge's (same seed), untouched
         self.family, self.mode, self.config = family, mode, hf.config
-        with torch.no_grad():  # before booting: compatibility mode rewrites the weights in place
+        with torch.no_grad():
             out = hf(tokens, output_hidden_states=True)
         self.hf_logprobs = out.logits.double().log_softmax(-1)
         self.hf_hidden = [h.detach().clone() for h in out.hidden_states]
-        self.model = build_tiny_lm(tokenizer, hf_model=hf, compat=(mode == "compat"))
+        self.model = model  # the session-wide bridge (conftest.tiny_family): booted once for every test file
 
 
 @pytest.fixture(scope="module")
-def built(tiny_tokenizer: Any, tiny_tokens: torch.Tensor) -> Any:
+def built(tiny_family: Any, tiny_tokens: torch.Tensor) -> Any:
     cache: Dict[Tuple[str, str], Built] = {}
 
     def get(family: str, mode: str) -> Built:
         if (family, mode) not in cache:
-            cache[(family, mode)] = Built(family, mode, tiny_tokenizer, tiny_tokens)
+            cache[(family, mode)] = Built(family, mode, tiny_family(family, mode), tiny_tokens)
         return cache[(family, mode)]
 
     return get

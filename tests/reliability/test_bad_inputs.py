@@ -220,17 +220,20 @@ CACHE_CASES = [("gpt2", "raw"), ("gpt2", "compat"), ("gemma2", "raw"), ("gemma2"
 
 
 @pytest.mark.parametrize(("family", "mode"), CACHE_CASES, ids=[f"{f}-{m}" for f, m in CACHE_CASES])
-def test_cache_check_across_families(tiny_tokenizer: Any, tiny_tokens: Tensor, family: str, mode: str) -> None:
+def test_cache_check_across_families(tiny_family: Any, tiny_tokens: Tensor, family: str, mode: str) -> None:
     """Learned positions (GPT-2), a scaled embedding (Gemma-2), rotary (NeoX, Qwen2): the own cache is
-    accepted with the same numbers as a fresh run, another text's cache is refused."""
-    from models import build_tiny_hf, build_tiny_lm
-
-    model = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf(family, n_layers=2), compat=(mode == "compat"))
+    accepted with the same numbers as a fresh run, another text's cache (or a deeper stream of it) is refused."""
+    model = tiny_family(family, mode)
     own = lensbox.logit_lens(model, tiny_tokens, cache=model.run_with_cache(tiny_tokens)[1])
     torch.testing.assert_close(own.kl_final, lensbox.logit_lens(model, tiny_tokens).kl_final)
     _, other = model.run_with_cache(_other_tokens(tiny_tokens))
     with pytest.raises(InputError, match="not made from these inputs"):
         lensbox.logit_lens(model, tiny_tokens, cache=other)
+    stitched = dict(model.run_with_cache(tiny_tokens)[1].items())
+    deep = lensbox.adapt(model).hook_name(Site.resid_post(1))
+    stitched[deep] = other[deep]
+    with pytest.raises(InputError, match="mixes runs"):
+        lensbox.logit_lens(model, tiny_tokens, cache=stitched)
 
 
 # ----------------------------------------------------------------------------- windows beyond the context

@@ -11,14 +11,11 @@ import lensbox
 from lensbox import ModelError
 from lensbox.lenses import TunedLens
 
-from models import build_tiny_hf, build_tiny_lm
-
 
 @pytest.fixture(scope="module")
-def gpt2_pair(tiny_tokenizer: Any) -> Any:
+def gpt2_pair(tiny_family: Any) -> Any:
     """The same random GPT-2 (LayerNorm) weights as a raw bridge and in compatibility mode (writing weights centred)."""
-    raw = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf("gpt2", n_layers=2))
-    centred = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf("gpt2", n_layers=2), compat=True)
+    raw, centred = tiny_family("gpt2", "raw"), tiny_family("gpt2", "compat")
     tokens = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():  # independent check of what compatibility mode did: the embed stream is centred
         e_raw = raw.run_with_cache(tokens)[1]["blocks.0.hook_resid_pre"]
