@@ -122,18 +122,31 @@ def read_lens(directory: Path) -> Tuple[Dict[str, Any], Dict[str, Tensor], List[
         tensors = weights[WEIGHTS_FILE]
     else:
         tensors = _read_v1_weights(directory, config)
+    field = "n_layers"
     try:
-        n_layers = int(config["n_layers"])
+        n_layers = _whole(config["n_layers"])
+        field = "d_model"
+        d_model = _whole(config["d_model"])
+        field = "sites"
+        if not isinstance(config["sites"], list):
+            raise TypeError(f"a JSON {type(config['sites']).__name__}")
         sites = [resolve_site(s, n_layers) for s in config["sites"]]
-        d_model = int(config["d_model"])
     except (KeyError, TypeError, ValueError, SiteError) as exc:
+        got = "missing" if isinstance(exc, KeyError) else f"{config.get(field)!r} ({type(exc).__name__}: {exc})"
         raise ArtifactError(
-            "The lens config.json is incomplete.",
-            expected="n_layers, d_model and sites entries",
-            received=f"{directory / CONFIG_FILE}: {type(exc).__name__}: {exc}",
+            f"The lens config.json is damaged or incomplete: the field {field!r} is invalid.",
+            expected="n_layers and d_model (whole numbers >= 1) and sites (a list of site names)",
+            received=f"{directory / CONFIG_FILE}: {field!r} {got}"[:400],
             fix="re-save the lens with TunedLens.save",
         ) from exc
     return config, tensors, sites, d_model
+
+
+def _whole(value: Any) -> int:
+    """A JSON whole number >= 1 (not a bool, a float or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("expected a whole number >= 1")
+    return value
 
 
 def _read_v1_weights(directory: Path, config: Mapping[str, Any]) -> Dict[str, Tensor]:
