@@ -284,6 +284,9 @@ def test_resume_needs_an_existing_checkpoint_dir(tmp_path, no_model, capsys):
     assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
     assert main(base + ["--checkpoint-dir", str(tmp_path / "ckpt-typo")]) == 2
     assert "checkpoint folder to resume from does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()  # a folder with no checkpoint in it: fail, never start afresh
+    assert main(base + ["--checkpoint-dir", str(tmp_path / "empty")]) == 2
+    assert "Nothing to resume: the checkpoint folder holds no checkpoint" in capsys.readouterr().err
 
 
 def test_steps_and_max_tokens_together_refused(tmp_path, no_model, capsys):

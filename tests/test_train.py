@@ -345,6 +345,15 @@ def test_corrupted_checkpoint_is_refused(model, data, tmp_path):
         train_tuned_lens(model, data, steps=2, init="identity", lr=1e-3, checkpoint_dir=tmp_path, resume=True, **FAST)
 
 
+def test_resume_without_a_checkpoint_is_refused(model, data, tmp_path, monkeypatch):
+    """resume=True on a missing or empty folder fails before any work; it never starts a new run."""
+    monkeypatch.setattr(model, "run_with_hooks", None)  # any forward pass would fail with a TypeError
+    for folder in (tmp_path / "typo", tmp_path):
+        with pytest.raises(ArtifactError, match=r"Nothing to resume(.|\n)*drop resume=True"):
+            train_tuned_lens(model, data, steps=1, init="identity", checkpoint_dir=folder, resume=True, **FAST)
+    assert not (tmp_path / "typo").exists() and not list(tmp_path.iterdir())
+
+
 def test_resume_on_other_data_is_refused(model, data, tmp_path):
     """The checkpoint records the SHA-256 of the data's token windows: other windows of the same shape, or
     the same windows in another order, are refused; the same data resumes."""

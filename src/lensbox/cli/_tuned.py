@@ -65,12 +65,21 @@ def _check_train_args(args: argparse.Namespace) -> Path:
                 received="no --checkpoint-dir",
                 fix="add --checkpoint-dir DIR (the one the interrupted run wrote)",
             )
+        from ..training import checkpoint_exists
+
         if not Path(args.checkpoint_dir).expanduser().is_dir():
             raise InputError(
                 "The checkpoint folder to resume from does not exist.",
                 expected="the --checkpoint-dir of an earlier run",
                 received=str(args.checkpoint_dir),
                 fix="check the spelling, or drop --resume to start a new run",
+            )
+        if not checkpoint_exists(args.checkpoint_dir):
+            raise InputError(
+                "Nothing to resume: the checkpoint folder holds no checkpoint.",
+                expected="the --checkpoint-dir of an earlier run (with checkpoint.json)",
+                received=f"{args.checkpoint_dir}: {sorted(p.name for p in Path(args.checkpoint_dir).expanduser().iterdir())[:5]}",
+                fix="check the folder, or drop --resume to start a new run",
             )
     common.check_device(args)
     return common.check_output_folder(args.out, overwrite=args.overwrite, what="tuned lens")

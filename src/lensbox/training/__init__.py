@@ -10,16 +10,18 @@ Internals:
 * ``_objective.py``: KL(final || lens), chunked, with its hand-written gradient (values
   from the ``lensbox.lenses`` KL kernel), and ``validation_kl``;
 * ``_lstsq.py``: the least-squares start (normal equations, ridge towards the identity);
-* ``_checkpoint.py``: checkpoints as ``lensbox._io`` artifacts, replaced atomically;
+* ``_checkpoint.py``: checkpoints as ``lensbox._io`` artifacts, replaced atomically
+  (`checkpoint_exists`: is there a run to resume?);
 * ``_distributed.py``: data parallelism over ``torch.distributed``;
 * ``_train.py``: `train_tuned_lens`: plan, start, refine, validate.
 
 README.md beside this file describes the maths and the checkpoint format.
 """
 
+from ._checkpoint import checkpoint_exists as checkpoint_exists
 from ._settings import RunPlan as RunPlan
 from ._settings import TrainSettings as TrainSettings
 from ._train import train_tuned_lens as train_tuned_lens
 from ._train import train_with_settings as train_with_settings
 
-__all__ = ["RunPlan", "TrainSettings", "train_tuned_lens", "train_with_settings"]
+__all__ = ["RunPlan", "TrainSettings", "checkpoint_exists", "train_tuned_lens", "train_with_settings"]

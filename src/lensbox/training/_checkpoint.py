@@ -40,6 +40,13 @@ class Checkpointer:
         if self.dir.exists() and not self.dir.is_dir():
             raise ArtifactError("The checkpoint path is a file.", expected="a folder (new or empty)",
                                 received=str(self.dir), fix="choose another checkpoint_dir")
+        if resume and not self.exists():
+            raise ArtifactError(
+                "Nothing to resume: the checkpoint folder holds no checkpoint.",
+                expected=f"the checkpoint_dir of an earlier run (with {META_FILE})",
+                received=f"{self.dir} ({'missing' if not self.dir.exists() else 'no ' + META_FILE})",
+                fix="check the folder's spelling, or drop resume=True (--resume) to start a new run",
+            )
         if self.exists():
             if not resume:
                 raise ArtifactError(
@@ -74,6 +81,11 @@ class Checkpointer:
         meta, weights = read_artifact(self.dir, format=FORMAT, meta_file=META_FILE, versions=(FORMAT_VERSION,),
                                       what=f"the training checkpoint at {self.dir}")
         return weights.get(TENSORS_FILE, {}), meta
+
+
+def checkpoint_exists(directory: Union[str, "os.PathLike[str]"]) -> bool:
+    """Whether ``directory`` holds a training checkpoint (something ``resume=True`` can continue)."""
+    return Checkpointer(directory).exists()
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
