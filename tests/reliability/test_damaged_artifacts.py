@@ -48,3 +48,22 @@ def test_lens_config_that_is_a_json_list(saved_lens: Path, tmp_path: Path) -> No
     (lens / "config.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(ArtifactError, match=r"does not hold a JSON object(.|\n)*a JSON list"):
         TunedLens.load(lens)
+
+
+def test_lens_config_without_its_fingerprint_is_refused_unless_asked(saved_lens: Path, tiny_lm: Any, tiny_tokens: Any, tmp_path: Path) -> None:
+    """Deleting "fingerprint" from config.json does not switch the model check off."""
+    import lensbox
+    from lensbox import ModelError
+
+    lens = tmp_path / "lens"
+    lens.mkdir()
+    cfg = json.loads((saved_lens / "config.json").read_text(encoding="utf-8"))
+    del cfg["fingerprint"]
+    (lens / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    (lens / "translators.safetensors").write_bytes((saved_lens / "translators.safetensors").read_bytes())
+    with pytest.raises(ModelError, match=r"no model fingerprint(.|\n)*check_fingerprint=False"):
+        TunedLens.load(lens, tiny_lm)
+    with pytest.raises(ModelError, match="no model fingerprint"):
+        lensbox.lenses.tuned_lens(tiny_lm, tiny_tokens, TunedLens.load(lens))
+    forced = TunedLens.load(lens, tiny_lm, check_fingerprint=False)  # the user's explicit choice
+    lensbox.lenses.tuned_lens(tiny_lm, tiny_tokens, forced)
