@@ -16,19 +16,18 @@ import lensbox
 from lensbox import InputError, ModelError
 from lensbox.lenses import LogitAttribution, logit_attribution
 
-from models import build_tiny_hf, build_tiny_lm
 
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def bridges(tiny_tokenizer: Any, tiny_lm: Any, tiny_lm_compat: Any) -> Any:
+def bridges(tiny_family: Any, tiny_lm: Any, tiny_lm_compat: Any) -> Any:
     cache: Dict[str, Any] = {"llama-raw": tiny_lm, "llama-compat": tiny_lm_compat}
 
     def get(name: str) -> Any:
         if name not in cache:
             family, mode = name.split("-")
-            cache[name] = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf(family), compat=mode == "compat")
+            cache[name] = tiny_family(family, mode)  # session-wide (conftest)
         return cache[name]
 
     return get

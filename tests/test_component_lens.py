@@ -143,11 +143,9 @@ def test_cli_lens_routes_component_sites(setup, monkeypatch, tmp_path, capsys):
     assert lensbox.component_lens is component_lens
 
 
-def test_layernorm_model_adds_up_to_its_own_logits(tiny_tokenizer, tiny_tokens):
+def test_layernorm_model_adds_up_to_its_own_logits(tiny_family, tiny_tokens):
     """GPT-2 (LayerNorm with a bias, learned positions): centred components, the norm bias as the leftover term."""
-    from models import build_tiny_hf, build_tiny_lm
-
-    model = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf("gpt2"))
+    model = tiny_family("gpt2", "raw")
     with torch.no_grad():
         logits = model(tiny_tokens).float()
     out = component_lens(model, tiny_tokens, sites="tok_embed,pos_embed,attn_out.0,mlp_out.0,attn_out.1,mlp_out.1", k=2)

@@ -15,7 +15,6 @@ from lensbox import SiteError
 from lensbox.core import Site, SiteKind
 from lensbox.core._sites import component_sites, parse_sites, resolve_site
 
-from models import build_tiny_hf, build_tiny_lm
 
 
 def test_parse_component_names() -> None:
@@ -64,12 +63,12 @@ def test_residual_selections_refuse_components() -> None:
 
 # ----------------------------------------------------------------------------- on tiny bridges
 @pytest.fixture(scope="module")
-def bridges(tiny_tokenizer: Any, tiny_lm: Any, tiny_lm_compat: Any) -> Any:
+def bridges(tiny_family: Any, tiny_lm: Any, tiny_lm_compat: Any) -> Any:
     cache: Dict[Tuple[str, bool], Any] = {("llama", False): tiny_lm, ("llama", True): tiny_lm_compat}
 
     def get(family: str, compat: bool) -> Any:
         if (family, compat) not in cache:
-            cache[(family, compat)] = build_tiny_lm(tiny_tokenizer, hf_model=build_tiny_hf(family), compat=compat)
+            cache[(family, compat)] = tiny_family(family, "compat" if compat else "raw")  # session-wide (conftest)
         return cache[(family, compat)]
 
     return get
