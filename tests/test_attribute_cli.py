@@ -1,22 +1,15 @@
-"""``lensbox attribute`` through ``lensbox.cli.main`` on a tiny Llama bridge with SmolLM2's tokenizer."""
+"""``lensbox attribute`` through ``lensbox.cli.main`` on the session-wide tiny Llama bridge (tiny tokenizer)."""
 
 import pytest
 
 from lensbox.cli import _common, main
 
-from models import tiny_bridge
-
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 
-@pytest.fixture(scope="module")
-def bridge():
-    return tiny_bridge(seed=3)
-
-
 @pytest.fixture
-def tiny(monkeypatch, bridge):
-    monkeypatch.setattr(_common, "load_model", lambda args: bridge)
+def tiny(monkeypatch, tiny_lm):
+    monkeypatch.setattr(_common, "load_model", lambda args: tiny_lm)
 
 
 def test_attribute_prints_and_writes(tiny, tmp_path, capsys):
@@ -25,13 +18,14 @@ def test_attribute_prints_and_writes(tiny, tmp_path, capsys):
     import lensbox
 
     png, csv = tmp_path / "fig.png", tmp_path / "attr.csv"
-    code = main(["-q", "attribute", PROMPT, "--target", " Mary", "--minus", " John", "--top", "6", "--out", str(png)])
+    code = main(["-q", "attribute", PROMPT, "--target", "17", "--minus", "42", "--top", "6", "--out", str(png)])
     out = capsys.readouterr().out
     assert code == 0 and png.stat().st_size > 1000
     lines = out.strip().splitlines()
-    assert "for '␣Mary' - '␣John'" in lines[0] and "position 14" in lines[0]
+    ref = lensbox.logit_attribution(_common.load_model(None), PROMPT, target=17, minus=42)
+    n = ref.tokens.shape[1]
+    assert f"position {n - 1} " in lines[0] and f"{ref.target_label(-1)} [token minus token]" in lines[0]
     assert len(lines) == 1 + 6 + 1 and lines[-1].split()[0] == "sum"
-    ref = lensbox.logit_attribution(_common.load_model(None), PROMPT, target=" Mary", minus=" John")
     assert f"{float(ref.logit[0, -1]):+.3f}" in lines[-1]
     assert lines[1].split()[0] == ref.top(-1, n=1, heads=True)[0][0]
     assert main(["-q", "attribute", PROMPT, "--target", "top1", "--no-heads", "--out", str(csv)]) == 0
