@@ -52,7 +52,9 @@ def figure(fig: Any, alt: str, *, caption: Optional[str] = None, dpi: int = 110)
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     alt_attr = alt.replace('"', "&quot;")
-    html = f'<figure class="lensbox-figure"><img alt="{alt_attr}" src="data:image/png;base64,{data}">'
+    kind = fig.get_label() if fig.get_label().startswith("lensbox-") else ""   # e.g. 'lensbox-heatmap'
+    kind_attr = f' data-lensbox-figure="{kind}"' if kind else ""
+    html = f'<figure class="lensbox-figure"><img alt="{alt_attr}"{kind_attr} src="data:image/png;base64,{data}">'
     if caption:
         html += f"<figcaption>{caption}</figcaption>"
     return html + "</figure>\n"

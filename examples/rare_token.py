@@ -21,10 +21,10 @@ fig_rank = lensbox.plot.plot_heatmap(result, "rank", positions=8)  # rank of the
 # The second " say" is where the model has to produce " plasma" again.
 say_positions = [i for i, t in enumerate(labels) if t == "␣say"]
 copy_pos = say_positions[-1]
-rank_plasma = result.next_rank[0, :, copy_pos]            # rank of " plasma" at every site (0 = top-1)
+rank_plasma = result.next_rank[0, :, copy_pos]            # rank of " plasma" at every site (0-based: 0 = top-1)
 prob_plasma = result.next_logprob[0, :, copy_pos].exp()
 for i in sorted(set(range(0, len(result.sites), 3)) | {len(result.sites) - 1}):
-    print(f"{result.sites[i].name:14s} rank {int(rank_plasma[i]):6d}   p = {float(prob_plasma[i]):.4f}")
+    print(f"{result.sites[i].name:14s} rank {int(rank_plasma[i]) + 1:6d}   p = {float(prob_plasma[i]):.4f}")  # printed 1-based
 # --8<-- [end:copy]
 
 # --8<-- [start:keep]

@@ -1,4 +1,4 @@
-"""Tied embeddings: decoding with W_E^T against W_U, and what the seed Q&A threads ask."""
+"""Tied embeddings: decoding with W_E^T against W_U, and what Q&A sites ask about them."""
 
 # --8<-- [start:tied]
 import torch

@@ -14,12 +14,19 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
 fi
 export NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
 if ! python -c "import mkdocs, material, mkdocstrings_handlers.python, markdown_exec" >/dev/null 2>&1; then
+    if [ -z "${VIRTUAL_ENV:-}" ]; then
+        echo "build_docs: the docs tools are missing and no virtual environment is active;" >&2
+        echo "  activate the project's environment (. .venv/bin/activate) or run scripts/setup.sh first" >&2
+        exit 1
+    fi
     echo "build_docs: installing the docs extra (mkdocs, mkdocs-material, mkdocstrings[python], markdown-exec)"
     python -m pip install -q -e ".[docs]"
 fi
 start=$(date +%s)
-mode=${1:-build}
-[ $# -gt 0 ] && shift
+mode=build
+case "${1:-}" in
+    build|serve) mode=$1; shift ;;
+esac
 if [ "$mode" = "serve" ]; then
     exec python -m mkdocs serve --strict --dev-addr 127.0.0.1:8000 "$@"
 fi

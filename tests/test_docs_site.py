@@ -7,7 +7,18 @@
   image loaded (``naturalWidth > 0``), that the page logged no console error, and saves a
   screenshot per page (to ``$LENSBOX_DOCS_ARTIFACTS``, default ``out/docs-screenshots``).
 * Broken internal links fail a strict build under this project's mkdocs.yml settings
-  (checked on a two-page throwaway site, with a passing control).
+  (checked on a two-page throwaway site, with a passing control). Links the strict build
+  cannot see (HTML printed by executed code, API cross-references) are checked on the
+  *built* HTML: every internal ``href``/``src`` names a file of the site and every
+  ``#anchor`` an id on the target page.
+* The browser records every network request of every page: nothing is fetched from
+  outside the local server. The search box finds pages.
+* Figures: every image fits the page column, one scaled down to fit is a link to its
+  full-size file (click to zoom), and a heatmap is shown at >= 74% of its natural size
+  (its 8-point cell text stays >= 9 px tall).
+* Prose: every page that names a source (the logit-lens post, the hypersphere post, the
+  tuned-lens paper, the latent-language study) links to it, and every worked example cites
+  at least one.
 """
 
 import functools
@@ -16,14 +27,13 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socketserver
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Set, Tuple
+from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 
@@ -56,6 +66,17 @@ MIN_IMAGES = {
     "examples/probes/": 1,
     "examples/attribution/": 2,
 }
+# The sources the pages build on: a page that names one must link to it.
+SOURCES = {
+    "logit-lens post": "https://www.lesswrong.com/posts/AcKRB8wDpdaN6v6ru/interpreting-gpt-the-logit-lens",
+    "hypersphere post": "https://www.lesswrong.com/posts/pHPmMGEMYefk9jLeh/llm-basics-embedding-spaces-transformer-token-vectors-are",
+    "tuned-lens paper": "https://arxiv.org/abs/2303.08112",
+    "latent-language study": "https://arxiv.org/abs/2402.10588",
+}
+# Worked examples that are about the API rather than a published finding need not cite one.
+NO_SOURCE_NEEDED = {"examples/", "examples/quickstart/", "examples/plugin/"}
+# A heatmap (8-point cell text saved at 110 dpi) shown at this fraction of its size keeps 9 px text.
+MIN_HEATMAP_SCALE = 9.0 / (8.0 / 72 * 110)
 
 
 
@@ -114,7 +135,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         options.add_argument(flag)
     options.add_argument("--user-data-dir=" + str(tmp_path_factory.mktemp("chromium-profile")))
     options.add_argument("--window-size=1280,1000")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(120)
     try:
@@ -150,11 +171,59 @@ Promise.all(imgs.map(i => i.complete ? Promise.resolve() :
 """
 
 
+_FIGURES_JS = """
+const column = document.querySelector('article.md-content__inner') || document.body;
+const style = getComputedStyle(column);
+const inner = column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+return {column: inner, images: Array.from(column.querySelectorAll('img')).map(i => {
+  const a = i.closest('a');
+  return {src: i.currentSrc.slice(-60), alt: i.alt.slice(0, 60), natural: i.naturalWidth,
+          shown: i.getBoundingClientRect().width, kind: i.dataset.lensboxFigure || '',
+          link: a ? a.href : '', same: a ? a.href === i.currentSrc : false};
+})};
+"""
+
+
+def _requests(driver: object) -> List[str]:
+    """URLs the page requested since the last call (from Chromium's performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def _external(urls: List[str], base: str) -> List[str]:
+    local = ("data:", "blob:", "about:", "chrome:", "chrome-extension:", "devtools:")
+    return [u for u in urls if not u.startswith(base) and not u.startswith(local)]
+
+
+def figure_problems(page: str, figures: Dict[str, object]) -> List[str]:
+    """Figures wider than the column, scaled down without a full-size link, or heatmaps shown too small."""
+    out = []
+    column = float(figures["column"])
+    for img in figures["images"]:
+        name = img["alt"] or img["src"]
+        if img["shown"] > column + 1:
+            out.append(f"{page}: figure {name!r} is {img['shown']:.0f} px wide in a {column:.0f} px column")
+        scaled = img["natural"] > img["shown"] + 1
+        if scaled and not img["same"]:
+            out.append(f"{page}: figure {name!r} is scaled to {img['shown']:.0f} of {img['natural']} px "
+                       "and is not a link to its full-size image")
+        if img["kind"].startswith("lensbox-heatmap") and img["shown"] < MIN_HEATMAP_SCALE * img["natural"]:
+            out.append(f"{page}: heatmap {name!r} shown at {img['shown'] / img['natural']:.0%} of its "
+                       f"{img['natural']} px: its cell text is under 9 px (show fewer positions)")
+    return out
+
+
 def _check_page(driver: object, base: str, page: str, shots: Path) -> Dict[str, object]:
     driver.get_log("browser")  # drop anything logged before this page
+    _requests(driver)
     driver.get(base + page)
     driver.set_script_timeout(60)
     images = driver.execute_async_script(_IMAGES_JS)
+    figures = driver.execute_script(_FIGURES_JS)
     height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 12000)")
     driver.set_window_size(1280, max(800, int(height)))
     name = (page.strip("/").replace("/", "__") or "index") + ".png"
@@ -163,7 +232,8 @@ def _check_page(driver: object, base: str, page: str, shots: Path) -> Dict[str, 
     logs = driver.get_log("browser")
     errors = [entry for entry in logs if entry.get("level") == "SEVERE"]
     text = driver.execute_script("return document.body.innerText")
-    return {"images": images, "errors": errors, "text": text, "screenshot": name}
+    return {"images": images, "errors": errors, "text": text, "screenshot": name, "figures": figures,
+            "external": _external(_requests(driver), base)}
 
 
 @pytest.mark.smollm2
@@ -177,12 +247,16 @@ def test_every_page_loads_its_images_without_console_errors(site_dir: Path, serv
     problems = []
     for page in pages:
         got = _check_page(browser, server, page, shots)
-        report[page] = {"images": len(got["images"]), "errors": got["errors"], "screenshot": got["screenshot"]}
+        report[page] = {"images": len(got["images"]), "errors": got["errors"], "screenshot": got["screenshot"],
+                        "figures": got["figures"]}
         broken = [img for img in got["images"] if not img["complete"] or img["width"] <= 0]
         if broken:
             problems.append(f"{page}: images that did not load: {broken}")
         if got["errors"]:
             problems.append(f"{page}: console errors: {got['errors']}")
+        if got["external"]:
+            problems.append(f"{page}: requests to outside the site: {got['external'][:5]}")
+        problems += figure_problems(page, got["figures"])
         if page in MIN_IMAGES and len(got["images"]) < MIN_IMAGES[page]:
             problems.append(f"{page}: {len(got['images'])} images, expected at least {MIN_IMAGES[page]}")
         if re.search(r"Traceback \(most recent call last\)", str(got["text"])):
@@ -263,3 +337,159 @@ def test_project_config_is_strict_and_validates_links() -> None:
     assert config["validation"]["links"]["anchors"] == "warn"
     options = config["plugins"][2]["mkdocstrings"]["handlers"]["python"]["options"]
     assert options["show_signature_annotations"] is True
+
+
+# ------------------------------------------------------------------ links in the built HTML
+_LINK = re.compile(r"""<(a|img|link|script|source|iframe)\b[^>]*?\s(href|src)\s*=\s*["']([^"']*)["']""", re.I)
+_ID = re.compile(r"""\s(?:id|name)\s*=\s*["']([^"']+)["']""", re.I)
+_EXTERNAL = ("http:", "https:", "mailto:", "data:", "javascript:", "tel:", "ftp:", "blob:")
+
+
+def _html_files(site_dir: Path) -> List[Path]:
+    return sorted(p for p in site_dir.rglob("*.html") if not p.relative_to(site_dir).as_posix().startswith("assets/"))
+
+
+def _target_file(site_dir: Path, url_path: str) -> Path:
+    """The file a site-relative URL path names (a directory URL means its index.html)."""
+    path = site_dir / unquote(url_path).lstrip("/")
+    if url_path.endswith("/") or path.is_dir():
+        path = path / "index.html"
+    return path
+
+
+def dead_links(site_dir: Path) -> List[str]:
+    """Every internal link or resource of the built site that names a missing file or anchor."""
+    site_dir = Path(site_dir)
+    root = "http://site.invalid/"
+    ids: Dict[Path, Set[str]] = {}
+    problems = []
+    for page in _html_files(site_dir):
+        html = page.read_text(encoding="utf-8", errors="replace")
+        page_url = root + page.relative_to(site_dir).as_posix()
+        for tag, _attr, raw in _LINK.findall(html):
+            link = html_lib.unescape(raw).strip()
+            if not link or link.lower().startswith(_EXTERNAL) or link.startswith("//"):
+                continue
+            parts = urlsplit(urljoin(page_url, link))
+            if not (parts.scheme + "://" + parts.netloc + "/").startswith(root):
+                continue
+            target = _target_file(site_dir, parts.path[len("/"):]) if parts.path else page
+            where = f"{page.relative_to(site_dir)}: <{tag}> {link}"
+            if not target.is_file():
+                problems.append(f"{where} -> missing {target.relative_to(site_dir)}")
+                continue
+            if parts.fragment and target.suffix == ".html":
+                if target not in ids:
+                    ids[target] = set(_ID.findall(target.read_text(encoding="utf-8", errors="replace")))
+                if unquote(parts.fragment) not in ids[target]:
+                    problems.append(f"{where} -> no anchor #{parts.fragment} in {target.relative_to(site_dir)}")
+    return problems
+
+
+def test_dead_link_checker_finds_missing_pages_files_and_anchors(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "index.html").write_text(
+        '<h2 id="here">x</h2><a href="../b/">ok</a> <a href="#here">ok</a> <a href="../b/#there">ok</a>'
+        '<a href="https://example.org/x">external</a> <img src="data:image/png;base64,AAAA">'
+        '<a href="../missing/">dead page</a> <a href="../b/#nowhere">dead anchor</a>'
+        '<img src="../figures/gone.png"> <a href="#also-missing">dead local anchor</a>',
+        encoding="utf-8",
+    )
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "index.html").write_text('<p id="there">y</p><a href="../a/#here">ok</a>', encoding="utf-8")
+    found = dead_links(tmp_path)
+    assert len(found) == 4, found
+    assert any("missing/" in f for f in found) and any("#nowhere" in f for f in found)
+    assert any("gone.png" in f for f in found) and any("#also-missing" in f for f in found)
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_no_dead_internal_links_in_the_built_site(site_dir: Path) -> None:
+    """Including links printed by executed example code and API cross-references, which the strict build misses."""
+    assert len(_html_files(site_dir)) >= 20
+    problems = dead_links(site_dir)
+    assert not problems, f"{len(problems)} dead links:\n" + "\n".join(problems[:40])
+
+
+def _page_text(html: str) -> str:
+    body = re.sub(r"(?s)<(script|style)\b.*?</\1>", " ", html)
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_pages_cite_their_sources_and_use_no_seed_jargon(site_dir: Path) -> None:
+    problems = []
+    for page in _pages(site_dir):
+        html = (site_dir / page / "index.html").read_text(encoding="utf-8")
+        main = html.split('<article', 1)[-1]
+        text = _page_text(main)
+        for name, url in SOURCES.items():
+            if re.search(re.escape(name), text, re.I) and url not in main:
+                problems.append(f"{page}: names the {name} without linking {url}")
+        if page.startswith("examples/") and page not in NO_SOURCE_NEEDED and not any(u in main for u in SOURCES.values()):
+            problems.append(f"{page}: cites none of its sources")
+        m = re.search(r"\bseed (?:Q&A|threads?|posts?|questions?|material|pages?)\b", text, re.I)
+        if m:
+            problems.append(f"{page}: internal jargon {m.group(0)!r}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.smollm2
+@pytest.mark.slow
+def test_search_finds_pages(site_dir: Path, server: str, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server)
+    browser.find_element(By.CSS_SELECTOR, "label.md-header__button[for='__search']").click()
+    box = WebDriverWait(browser, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, "input.md-search__input"))
+    box.send_keys("tuned lens")
+    links = WebDriverWait(browser, 60).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".md-search-result__item a") or False
+    )
+    hrefs = [a.get_attribute("href") for a in links]
+    assert any("tuned_lens" in h for h in hrefs), hrefs[:10]
+    for href in hrefs[:10]:
+        parts = urlsplit(href)
+        assert href.startswith(server) and _target_file(site_dir, parts.path).is_file(), href
+    assert not _external(_requests(browser), server)
+
+
+def _hooks() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lensbox_docs_hooks", ROOT / "docs" / "_hooks" / "lensbox_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hook_points_md_links_from_executed_code_at_built_pages() -> None:
+    from mkdocs.structure.files import File, Files
+
+    hooks = _hooks()
+    files = Files([File(p, "docs", "site", True) for p in ("examples/a.md", "examples/b.md", "index.md")])
+    page = type("P", (), {"file": files.get_file_from_path("examples/a.md"), "url": "examples/a/"})()
+    html = ('<a href="b.md">b</a> <a href="b.md#sec">b</a> <a href="../index.md">home</a> '
+            '<a href="missing.md">x</a> <a href="https://x.org/c.md">ext</a> <a href="../b/">done</a>')
+    out = hooks.resolve_md_links(html, page, files)
+    assert out == ('<a href="../b/">b</a> <a href="../b/#sec">b</a> <a href="../../">home</a> '
+                   '<a href="missing.md">x</a> <a href="https://x.org/c.md">ext</a> <a href="../b/">done</a>')
+
+
+def test_hook_writes_embedded_figures_to_files_inside_zoom_links(tmp_path: Path) -> None:
+    import base64
+
+    hooks = _hooks()
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 40
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    html = f'<html><head></head><body><img alt="a" data-lensbox-figure="lensbox-heatmap" src="{uri}"></body></html>'
+    out = hooks.zoomable_figures(html, "examples/a/", tmp_path)
+    files = list((tmp_path / "figures").iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == png
+    url = f"../../figures/{files[0].name}"
+    assert f'<a class="lensbox-zoom" href="{url}"' in out and f'src="{url}"' in out and "data:" not in out
+    assert 'data-lensbox-figure="lensbox-heatmap"' in out and "cursor:zoom-in" in out
+    assert hooks.zoomable_figures("<p>no figures</p>", "x/", tmp_path) == "<p>no figures</p>"

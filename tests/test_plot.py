@@ -180,7 +180,7 @@ def test_logit_metric_needs_raw_logits():
 
 def test_heatmap_cells_print_top1_labels():
     r = make_result()
-    fig = plot_heatmap(r, "top1", label_chars=20)
+    fig = plot_heatmap(r, "top1", label_chars=20, max_width=None)   # every position, however wide
     texts = heatmap_cell_texts(fig)
     n_sites, n_pos = r.kl_final.shape[1:]
     assert len(texts) == n_sites * n_pos
@@ -209,7 +209,7 @@ def test_heatmap_outlines_match_final_top1_agreement():
 
 def test_heatmap_star_marks_correct_final_predictions():
     r = make_result()
-    fig = plot_heatmap(r, label_chars=30)
+    fig = plot_heatmap(r, label_chars=30, max_width=None)
     ax = fig.axes[0]
     top_axis = [c for c in ax.child_axes if c.get_xticklabels()][0]
     top = [t.get_text() for t in top_axis.get_xticklabels()]
@@ -306,6 +306,80 @@ def test_heatmap_text_colour_contrasts_with_cell():
         light = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2] > 0.6
         if light:
             assert t.get_color() == "black"
+
+
+# The documentation column (mkdocs-material at a 1280 px window) and the resolution figures are saved at there.
+DOCS_COLUMN_PX, DOCS_DPI = 688, 110
+
+
+def shown_cell_font_px(fig) -> float:
+    """Height in CSS px of the cell text once the figure, saved as on the docs pages, is scaled to the column."""
+    from matplotlib.image import imread
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DOCS_DPI, bbox_inches="tight", facecolor="white")
+    buf.seek(0)
+    width_px = imread(buf, format="png").shape[1]
+    sizes = {t.get_fontsize() for t in heatmap_cell_texts(fig)}
+    assert len(sizes) == 1, sizes
+    return sizes.pop() / 72 * DOCS_DPI * min(1.0, DOCS_COLUMN_PX / width_px)
+
+
+@pytest.mark.parametrize("metric", ["top1", "kl"])
+def test_default_heatmap_is_legible_in_the_docs_column(metric):
+    """A long input: the default figure's cell text is >= 9 px in a 688 px column (rows do not change the width)."""
+    from lensbox.plot._heatmap import CELL_FONT, MAX_WIDTH, columns_that_fit
+
+    r = make_result(n_layers=2, n_pos=40)
+    fig = plot_heatmap(r, metric)
+    assert fig.get_size_inches()[0] <= MAX_WIDTH
+    assert len(fig.axes[0].get_xticks()) == columns_that_fit(MAX_WIDTH) >= 8
+    assert {t.get_fontsize() for t in heatmap_cell_texts(fig)} == {CELL_FONT}
+    assert shown_cell_font_px(fig) >= 9.0
+
+
+def test_heatmap_width_limit_and_max_positions():
+    r = make_result(n_layers=1, n_pos=40)
+    assert len(plot_heatmap(r).axes[0].get_xticks()) == 10           # as many as fit in 8 inches
+    assert len(plot_heatmap(r, max_positions=6).axes[0].get_xticks()) == 6
+    wide = plot_heatmap(r, max_width=None)                            # no limit: every position
+    assert len(wide.axes[0].get_xticks()) == 40 and wide.get_size_inches()[0] > 20
+    # An explicit window wider than the limit is drawn in full, in a wider figure.
+    assert len(plot_heatmap(r, positions=(0, 14)).axes[0].get_xticks()) == 14
+    # Shorter labels fit more positions.
+    assert len(plot_heatmap(r, label_chars=5).axes[0].get_xticks()) > 10
+
+
+def test_compare_views_stack_when_side_by_side_would_not_fit():
+    r = make_result(n_layers=2, n_pos=40)
+    fig = plot_compare_views(r)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 2
+    (x0, y0), (x1, y1) = (ax.get_position().p0 for ax in panels)
+    assert abs(x0 - x1) < 0.05 and y0 > y1                            # one above the other
+    assert fig.get_size_inches()[0] <= 8.0
+    assert shown_cell_font_px(fig) >= 9.0
+    # Few positions fit side by side.
+    small = plot_compare_views(r, positions=(30, 33))
+    (x0, y0), (x1, y1) = (ax.get_position().p0 for ax in small.axes if ax.images)
+    assert x1 > x0 + 0.3 and abs(y0 - y1) < 0.05
+
+
+def test_heatmap_tick_labels_do_not_overlap():
+    """Neighbouring token labels (bottom, top, sites) and the long default title stay apart once drawn."""
+    r = make_result(n_layers=8, n_pos=40)
+    r.model_name = "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)"
+    fig = plot_heatmap(r, "kl")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    top = [a for a in ax.child_axes][0]
+    for labels in (ax.get_xticklabels(), top.get_xticklabels(), ax.get_yticklabels()):
+        boxes = [t.get_window_extent(renderer) for t in labels if t.get_text()]
+        for a, b in zip(boxes, boxes[1:]):
+            assert not a.overlaps(b.shrunk(0.98, 0.98)) or a.x1 - b.x0 < 1.0, (a, b)
+    title = fig.get_suptitle() if hasattr(fig, "get_suptitle") else fig._suptitle.get_text()
+    assert "\n" in title and fig._suptitle.get_window_extent(renderer).width <= fig.bbox.width
 
 
 def test_heatmap_rejects_bad_arguments():

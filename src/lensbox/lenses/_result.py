@@ -155,7 +155,10 @@ class LensResult:
 
     # ------------------------------------------------------------------ display
     def table(self, *, batch: int = 0, metric: str = "top1", width: int = 10, max_positions: int = 24) -> str:
-        """A text table: one row per site, one column per position, top-1 guesses (and a metric)."""
+        """A text table: one row per site, one column per position, top-1 guesses (and a metric).
+
+        Ranks are shown 1-based (``#1`` = the top token), as in the plots; the tensors hold them 0-based.
+        """
         batch = self._check_batch(batch)
         labels = self.input_labels[batch]
         n = len(labels)
@@ -172,7 +175,7 @@ class LensResult:
                 if values is not None:
                     v = float(values[i, c])
                     if not (math.isnan(v) or (m.scale == "rank" and v < 0)):
-                        tok = f"{tok} #{int(v)}" if m.scale == "rank" else f"{tok} {v:.3g}"
+                        tok = f"{tok} #{int(v) + 1}" if m.scale == "rank" else f"{tok} {v:.3g}"
                 cells.append(clip(tok))
             lines.append(site.name.ljust(14) + " ".join(cells))
         note = (
@@ -181,6 +184,8 @@ class LensResult:
         )
         if values is not None:
             note += f"; beside each token: {m.name} = {m.description}"
+            if m.scale == "rank":
+                note += ", shown 1-based (#1 = top)"
         if n > max_positions:
             note += f"; showing the last {max_positions} of {n} positions"
         return "\n".join(lines + [note])

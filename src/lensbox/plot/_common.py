@@ -59,6 +59,14 @@ def clip_label(label: str, max_chars: int) -> str:
     return label[: max_chars - 1] + "…"
 
 
+def wrap_title(title: str, width_in: float, font_pt: float) -> str:
+    """``title`` broken into lines that fit a figure ``width_in`` inches wide at ``font_pt`` points."""
+    import textwrap
+
+    chars = max(20, int(width_in * 72 / (0.56 * font_pt)))
+    return "\n".join(textwrap.fill(line, chars) for line in title.split("\n"))
+
+
 _POSITIONS_EXPECTED = "None, an int (last k), a slice, a (start, stop) pair or a list of positions"
 
 

@@ -23,6 +23,7 @@ from ._common import (
     select_positions,
     select_rows,
     site_axis_label,
+    wrap_title,
 )
 
 #: Every metric a heatmap can colour by, from the metric table (kept as a name for compatibility).
@@ -30,6 +31,21 @@ HEATMAP_METRICS: tuple[str, ...] = metric_names("result")
 
 #: Default top of the colour scale of KL metrics, in nats (as in the logit-lens post); ``kl_cap=None`` lifts it.
 KL_CAP = 30.0
+
+#: Default largest width of a heatmap figure, in inches. The default number of positions is
+#: the number that fits; a page column of 688 px then shows an 8-inch figure saved at 110 dpi
+#: at 78% of its size, so 8-point cell text stays about 9.5 px tall without zooming.
+MAX_WIDTH = 8.0
+
+#: Font size (points) of the token printed in each cell (labels of up to 8 characters; longer ones get 7).
+CELL_FONT = 8.0
+
+#: The label (``Figure.get_label()``) of a heatmap figure ("-pair" added for `plot_compare_views`).
+HEATMAP_LABEL = "lensbox-heatmap"
+
+# Figure layout, in inches: room left of the cells (site labels), right of them (colour bar),
+# above and below them (tilted token labels, titles), and the height of one row.
+_LEFT, _RIGHT, _TOP_BOTTOM, _ROW_H = 0.95, 1.15, 2.6, 0.27
 
 _OUTLINE_GID = "lensbox-agree"
 _CELL_TEXT_GID = "lensbox-cell"
@@ -104,6 +120,28 @@ def colour_norm(
     return colors.Normalize(vmin=lo, vmax=hi)
 
 
+def cell_font(label_chars: int) -> float:
+    """The cell-text font size, in points, for labels of at most ``label_chars`` characters."""
+    return CELL_FONT if label_chars <= 8 else CELL_FONT - 1.0
+
+
+def cell_width(label_chars: int) -> float:
+    """Width of one heatmap column, in inches: room for a ``label_chars``-character token in the cell font."""
+    return max(0.42, 0.0078 * cell_font(label_chars) * min(label_chars, 12) + 0.08)
+
+
+def heatmap_size(n_rows: int, n_cols: int, *, label_chars: int = 8) -> tuple[float, float]:
+    """``(width, height)`` in inches of a heatmap of ``n_rows`` sites and ``n_cols`` positions."""
+    return _LEFT + n_cols * cell_width(label_chars) + _RIGHT, _TOP_BOTTOM + n_rows * _ROW_H
+
+
+def columns_that_fit(max_width: float | None, *, label_chars: int = 8, minimum: int = 4) -> int | None:
+    """How many positions fit in a heatmap at most ``max_width`` inches wide (at least ``minimum``; None: no limit)."""
+    if max_width is None:
+        return None
+    return max(minimum, int((max_width - _LEFT - _RIGHT) // cell_width(label_chars)))
+
+
 def _draw_cells(
     ax: Any, result: LensResult, b: int, rows: list[int], cols: list[int], values: Float[np.ndarray, "site pos"],
     colormap: Any, norm: Any, *, label_chars: int, cell_text: bool, outline: bool,
@@ -114,7 +152,7 @@ def _draw_cells(
 
     top1 = result.top_ids[b, :, :, 0]
     final = result.final_top1[b]
-    font_size = 7.5 if label_chars <= 8 else 6.5
+    font_size = cell_font(label_chars)
     # A white halo keeps the dark outline visible on dark cells.
     halo = [patheffects.Stroke(linewidth=2.8, foreground="white"), patheffects.Normal()]
     for ri, row in enumerate(rows):
@@ -183,7 +221,8 @@ def plot_heatmap(
     *,
     batch: int = 0,
     positions: PositionSpec = None,
-    max_positions: int = 16,
+    max_positions: int | None = None,
+    max_width: float | None = MAX_WIDTH,
     sites: SitesSpec = None,
     vmin: Number | None = None,
     vmax: Number | None = None,
@@ -204,7 +243,7 @@ def plot_heatmap(
     final top-1 are outlined. The embeddings are the bottom row, the last layer the top.
 
     Args:
-        result: a :class:`LensResult` (logit lens, tuned lens, ...).
+        result: a `LensResult` (logit lens, tuned lens, ...).
         metric: colour. ``'top1'`` probability of the top-1 guess (default),
             ``'top1_logprob'``, ``'logprob'`` / ``'next_prob'`` of the true next token,
             ``'rank'`` of the true next token or ``'final_rank'`` of the final top-1 (log
@@ -215,10 +254,17 @@ def plot_heatmap(
         positions: the window of positions (columns) — ``None``: all, or the last
             ``max_positions`` of a long input; an int k: the last k; a slice; a
             ``(start, stop)`` pair; or a list of positions.
+        max_positions: how many positions ``positions=None`` shows at most (default: as many
+            as fit in ``max_width``, 10 with 8-character labels).
+        max_width: the default figure width limit, in inches (default 8, readable in a 688 px
+            page column); it sets the default ``max_positions``. An explicit ``positions``
+            window wider than that makes a wider figure. ``None``: no limit (every position).
         sites: which rows (default all sites of the result), e.g. ``result.sites[::2]``.
-        vmin, vmax: colour limits (defaults: [0, 1] for probabilities, [1, largest rank shown] on a log scale for
-            ranks, and the 2nd..98th percentile span elsewhere). Pass the same ``vmax`` to compare
-            two KL views on one scale.
+        vmin: bottom of the colour scale (default: 0 for probabilities, rank 1 for ranks, the
+            smallest value shown elsewhere).
+        vmax: top of the colour scale (default: 1 for probabilities, the largest rank shown
+            on a log scale for ranks, the 98th percentile elsewhere). Pass the same ``vmax`` to
+            compare two KL views on one scale.
         kl_cap: for KL metrics, the colour scale stops at this many nats (default 30, as in
             the logit-lens post; the colour bar says so when cells exceed it); ``None``: no cap.
         cmap: a matplotlib colormap name.
@@ -233,7 +279,9 @@ def plot_heatmap(
     spec = heatmap_metric(metric)
     b = check_batch(result, batch)
     n_pos = int(result.tokens.shape[1])
-    cols = select_positions(n_pos, positions, default_max=max_positions)
+    fit = columns_that_fit(max_width, label_chars=label_chars)
+    default_max = max_positions if max_positions is not None else fit if fit is not None else n_pos
+    cols = select_positions(n_pos, positions, default_max=default_max)
     rows = select_rows(result, sites)
     values = heatmap_values(result, spec.name, batch=b)[np.ix_(rows, cols)]
     vocab = max(int(result.next_rank.max()) + 1, int(result.final_top1_rank.max()) + 1, 10)
@@ -241,8 +289,10 @@ def plot_heatmap(
         import matplotlib
 
         n_r, n_c = len(rows), len(cols)
-        cell_w = max(0.5, 0.085 * label_chars + 0.05)
-        fig, ax = figure_and_axes(ax, 1.6 + n_c * cell_w + 1.3, 2.6 + n_r * 0.27)
+        own_figure = ax is None
+        fig, ax = figure_and_axes(ax, *heatmap_size(n_r, n_c, label_chars=label_chars))
+        if own_figure:
+            fig.set_label(HEATMAP_LABEL)
         colormap = matplotlib.colormaps[cmap or spec.cmap].with_extremes(bad="#d9d9d9")
         norm = colour_norm(spec.scale, values, vmin, vmax, vocab)
         if vmax is None and capped_vmax(spec, norm.vmax, kl_cap) != norm.vmax:
@@ -257,17 +307,17 @@ def plot_heatmap(
             window = f"; positions {cols[0]}–{cols[-1]} of 0–{n_pos - 1}" if len(cols) < n_pos else ""
             outline_note = "; outlined = agrees with the final top-1" if outline else ""
             title = f"{result.lens} on {result.model_name} — colour: {spec.label}{outline_note}{window}"
-        fig.suptitle(title, fontsize=9.5)
+        fig.suptitle(wrap_title(title, float(fig.get_size_inches()[0]), 9.5), fontsize=9.5)
     return fig
 
 
 def heatmap_cell_texts(fig: Any) -> list[Any]:
-    """The per-cell token Text artists of a :func:`plot_heatmap` figure (row-major, bottom row first)."""
+    """The per-cell token Text artists of a `plot_heatmap` figure (row-major, bottom row first)."""
     return [t for ax in fig.axes for t in ax.texts if t.get_gid() == _CELL_TEXT_GID]
 
 
 def heatmap_outlines(fig: Any) -> list[Any]:
-    """The outline Rectangles (cells agreeing with the final top-1) of a :func:`plot_heatmap` figure."""
+    """The outline Rectangles (cells agreeing with the final top-1) of a `plot_heatmap` figure."""
     return [p for ax in fig.axes for p in ax.patches if p.get_gid() == _OUTLINE_GID]
 
 
@@ -279,7 +329,8 @@ def plot_compare_views(
     *,
     batch: int = 0,
     positions: PositionSpec = None,
-    max_positions: int = 12,
+    max_positions: int | None = None,
+    max_width: float | None = MAX_WIDTH,
     sites: SitesSpec = None,
     vmax: Number | None = None,
     label_chars: int = 8,
@@ -287,12 +338,18 @@ def plot_compare_views(
 ) -> Any:
     """Two heatmaps on one colour scale: KL(final ‖ layer) and KL(first layer ‖ layer).
 
-    "Compare with the final layer" and "compare with the first layer" side by side, as
-    in the logit-lens post's input-discarding section. ``vmax`` defaults to the 98th
-    percentile of both views together, at most ``kl_cap`` nats (``None``: no cap).
+    "Compare with the final layer" and "compare with the first layer", as in the logit-lens
+    post's input-discarding section: side by side when both fit in ``max_width`` inches,
+    otherwise one above the other, each as wide as a single `plot_heatmap`. ``positions``,
+    ``max_positions``, ``max_width``, ``sites`` and ``label_chars`` mean what they mean there.
+    ``vmax`` defaults to the 98th percentile of both views together, at most ``kl_cap`` nats
+    (``None``: no cap).
     """
     b = check_batch(result, batch)
-    cols = select_positions(int(result.tokens.shape[1]), positions, default_max=max_positions)
+    n_pos = int(result.tokens.shape[1])
+    fit = columns_that_fit(max_width, label_chars=label_chars)
+    default_max = max_positions if max_positions is not None else fit if fit is not None else n_pos
+    cols = select_positions(n_pos, positions, default_max=default_max)
     rows = select_rows(result, sites)
     views = tuple(_VIEW_NOTES)
     if vmax is None:
@@ -301,12 +358,15 @@ def plot_compare_views(
         vmax = float(np.percentile(both, 98)) if both.size else 1.0
         vmax = capped_vmax(heatmap_metric("kl"), vmax if vmax > 0 else 1.0, kl_cap)
     with fonts_context():
-        cell_w = max(0.5, 0.085 * label_chars + 0.05)
-        fig = new_figure(2 * (1.6 + len(cols) * cell_w + 1.2), 2.6 + len(rows) * 0.27)
-        for ax, m in zip(fig.subplots(1, 2), views):
+        width, height = heatmap_size(len(rows), len(cols), label_chars=label_chars)
+        side_by_side = max_width is None or 2 * width <= max_width
+        fig = new_figure(2 * width, height) if side_by_side else new_figure(width, 2 * height)
+        fig.set_label(HEATMAP_LABEL + "-pair")
+        axes = fig.subplots(1, 2) if side_by_side else fig.subplots(2, 1)
+        for ax, m in zip(axes, views):
             plot_heatmap(result, m, batch=b, positions=cols, sites=[result.sites[r] for r in rows], vmin=0.0,
                          vmax=vmax, label_chars=label_chars, kl_cap=kl_cap, ax=ax, title="")
             ax.set_title(f"{heatmap_metric(m).label} — {_VIEW_NOTES[m]}", fontsize=9)
-        fig.suptitle(f"{result.lens} on {result.model_name}: where does each layer stand between input and output?",
-                     fontsize=10)
+        title = f"{result.lens} on {result.model_name}: where does each layer stand between input and output?"
+        fig.suptitle(wrap_title(title, float(fig.get_size_inches()[0]), 10.0), fontsize=10)
     return fig
