@@ -130,3 +130,21 @@ def artifact_json(path: Path) -> str:
     text = json.dumps(shorten(json.loads(Path(path).read_text(encoding="utf-8"))), indent=2)
     # lists of plain values on one line
     return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",\n")) + "]", text)
+
+
+def artifact_key(model: Any, text: str, settings: dict) -> str:
+    """A cache key for an artifact trained on ``text`` with ``settings``: the model's weight and
+    vocabulary digests (its lensbox fingerprint), the text's SHA-256 and the settings, hashed.
+    Another model, text or setting gives another key, so a cached artifact is never stale."""
+    import hashlib
+    import json
+
+    import lensbox
+
+    fingerprint = lensbox.adapt(model).fingerprint
+    payload = {
+        "model": [fingerprint.weights, fingerprint.vocab, fingerprint.n_layers, fingerprint.d_model],
+        "text": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "settings": settings,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]

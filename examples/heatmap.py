@@ -14,7 +14,7 @@ print(result)  # the repr: shape, sites and the top-1 table
 # --8<-- [end:run]
 
 # --8<-- [start:top1]
-window = (result.tokens.shape[1] - 14, result.tokens.shape[1])  # the last 14 positions
+window = (result.tokens.shape[1] - 10, result.tokens.shape[1])  # the last 10 positions (readable at page width)
 fig_top1 = lensbox.plot.plot_heatmap(result, "top1", positions=window)
 # --8<-- [end:top1]
 

@@ -10,7 +10,7 @@ text = (
     "which had been closed since the flood."
 )
 result = lensbox.logit_lens(model, text)
-fig_views = lensbox.plot.plot_compare_views(result, max_positions=12)
+fig_views = lensbox.plot.plot_compare_views(result)   # the last positions that fit the page, one view above the other
 # --8<-- [end:run]
 
 # --8<-- [start:curves]

@@ -12,12 +12,27 @@ train_text, held_out_text = novel[:cut], novel[cut:]
 
 sites = ["embed"] + [f"resid_post.{i}" for i in range(0, 30, 4)] + ["final"]
 probe = InputProbe(sites=sites, offsets=(0, -1, 1))        # this token, the one before, the next one
-probe.fit(model, [train_text], window=128, max_tokens=8_192, progress=False)   # small, so the site builds fast
+fit = dict(window=128, max_tokens=4_096)                    # small, so the site builds fast
+
+# The fitted probe is kept in lensbox's cache under a key made of the model's weights, the text
+# and the settings, so a rebuild reuses it; a cached probe that cannot be read is fitted again.
+from _support import artifact_key
+
+saved = lensbox.cache_dir() / "docs" / f"probe-{artifact_key(model, train_text, dict(fit, sites=sites, offsets=probe.offsets))}"
+try:
+    probe = InputProbe.load(saved, model)
+except Exception:  # not cached yet, or written by another lensbox version, damaged, unreadable
+    probe.fit(model, [train_text], progress=False, **fit)
+    try:
+        probe.save(saved, overwrite=True)
+    except Exception:  # a read-only or full cache only costs the next build the fit
+        pass
 print(probe)
 # --8<-- [end:fit]
 
 # --8<-- [start:evaluate]
-evaluation = probe.evaluate(model, [held_out_text], window=128, max_tokens=2_048, progress=False)
+# Predictions are decoded over the tokens seen in training (candidates="seen"), 16x fewer than the vocabulary.
+evaluation = probe.evaluate(model, [held_out_text], window=128, max_tokens=1_024, candidates="seen", progress=False)
 print(evaluation.table())
 # --8<-- [end:evaluate]
 

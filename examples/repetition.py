@@ -35,7 +35,7 @@ ax.set_xticks(x[::3], [s.name.replace("resid_post.", "") for s in result.sites][
 ax.set_xlabel("site (embed, then block outputs)")
 ax.set_ylabel("top-1 accuracy on the next token")
 ax.legend()
-fig_rank = lensbox.plot.plot_heatmap(result, "rank", positions=unit_len + 1)
+fig_rank = lensbox.plot.plot_heatmap(result, "rank", positions=unit_len + 1, label_chars=6)  # 6-character labels: 13 positions fit
 # --8<-- [end:figures]
 
 if __name__ == "__main__":

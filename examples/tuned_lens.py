@@ -15,6 +15,8 @@ print(f"{len(novel):,} characters: {len(train_text):,} for training, {len(held_o
 # --8<-- [start:train]
 import time
 
+from _support import artifact_key
+
 settings = dict(
     init_tokens=2048,      # tokens for the closed-form least-squares start
     steps=10,              # deliberately short: this runs when the site is built
@@ -24,20 +26,24 @@ settings = dict(
     max_val_tokens=512,
     seed=0,
 )
-# Keep the trained lens in lensbox's cache, keyed by these settings, so rebuilding the site reuses it.
-saved = lensbox.cache_dir() / "docs" / ("tuned-lens-botchan-" + "-".join(f"{k}{v}" for k, v in settings.items()))
+# Keep the trained lens in lensbox's cache under a key made of the model's weights, the training
+# text and these settings, so a rebuild reuses it; a cached lens that cannot be read is retrained.
+saved = lensbox.cache_dir() / "docs" / f"tuned-lens-{artifact_key(model, train_text, settings)}"
 lens = None
 if (saved / "config.json").is_file():
     try:
         lens = lensbox.TunedLens.load(saved, model)
-        how = "loaded from the cache (trained by an earlier build with the same settings)"
-    except lensbox.LensboxError:  # saved by another lensbox version or for another model: train afresh
+        how = "loaded from the cache (trained by an earlier build with the same model, text and settings)"
+    except Exception:  # written by another lensbox version, damaged, unreadable: train afresh
         lens = None
 if lens is None:
     t0 = time.perf_counter()
     lens = lensbox.train_tuned_lens(model, [train_text], progress=False, **settings)
-    lens.save(saved, overwrite=True)
     how = f"trained during this build in {time.perf_counter() - t0:.0f} s"
+    try:
+        lens.save(saved, overwrite=True)
+    except Exception:  # a read-only or full cache only costs the next build the training time
+        how += " (it could not be cached)"
 print("tuned lens", how)
 # --8<-- [end:train]
 
@@ -49,7 +55,7 @@ fig_kl = lensbox.plot.plot_kl_by_layer({"logit lens": logit, "tuned lens": tuned
 # --8<-- [end:compare]
 
 # --8<-- [start:heatmaps]
-window = (60, 72)
+window = (60, 70)
 fig_logit = lensbox.plot.plot_heatmap(logit, "top1", positions=window, title="logit lens")
 fig_tuned = lensbox.plot.plot_heatmap(tuned, "top1", positions=window, title="tuned lens")
 # --8<-- [end:heatmaps]
