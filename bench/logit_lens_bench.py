@@ -342,13 +342,15 @@ def table(results: Dict[str, Any]) -> str:
 
 
 def markdown(results: Dict[str, Any]) -> str:
+    from lensbox.models import DEFAULT_MODEL_LABEL
+
     env = results["environment"]
     out = [
         "# Logit lens benchmark",
         "",
         "Produced by `python bench/logit_lens_bench.py` (raw numbers: `bench/results/logit_lens.json`).",
         "",
-        f"Model: SmolLM2-135M-Instruct (float32), {results['streams']} residual streams (embeddings + 30 resid_post), "
+        f"Model: {DEFAULT_MODEL_LABEL}, {results['streams']} residual streams (embeddings + 30 resid_post), "
         f"vocabulary {results['vocab']}. Text: Botchan (Project Gutenberg #8868). Every method starts from the same "
         "`run_with_cache` residual-stream cache and runs in its own subprocess; peak RSS is that process's "
         "`ru_maxrss` (model, cache and libraries included; the `model+cache` column is the RSS just before the timed run).",

@@ -418,9 +418,11 @@ def write_markdown(r: Dict[str, Any]) -> None:
     names = [n for n in ("logit", "jacobian_lens", "peer_tuned_lens", "ours_lstsq", "ours_lstsq_kl") if n in vals]
     titles = {"logit": "logit lens", "jacobian_lens": "Jacobian lens (TL 4.3)", "peer_tuned_lens": "tuned-lens 0.2.0",
               "ours_lstsq": "lensbox, lstsq only", "ours_lstsq_kl": "lensbox, lstsq + KL"}
-    L = ["# Tuned lens: lensbox vs tuned-lens 0.2.0 on SmolLM2-135M-Instruct", ""]
+    from lensbox.models import DEFAULT_MODEL_LABEL
+
+    L = [f"# Tuned lens: lensbox vs tuned-lens 0.2.0 on {DEFAULT_MODEL_LABEL}", ""]
     L.append(
-        "Same model (float32), same training text (Botchan, windows 0..49 of 256 tokens: 12,800 tokens), same "
+        "Same model, same training text (Botchan, windows 0..49 of 256 tokens: 12,800 tokens), same "
         f"held-out text (windows {r['split']['heldout_windows']}: {r['split']['heldout_tokens']:,} tokens, every position "
         "counted), split as in `bench/peer/README.md`. "
         "Values are held-out KL(final ‖ lens) in nats, averaged over positions, per site: `embed` is the input "

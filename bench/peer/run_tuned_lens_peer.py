@@ -188,7 +188,7 @@ def main() -> None:
     result = {
         "library": "tuned-lens 0.2.0 (CLI `python -m tuned_lens train`, defaults: SGD nesterov, lr_scale 1, "
                    "momentum 0.9, weight_decay 1e-3, linear decay, KL loss, token_shift 0, seed 42)",
-        "model": "SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to float32)",
+        "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)",
         "steps": args.steps,
         "tokens_per_step": args.tokens_per_step,
         "train_tokens": train_tokens,
