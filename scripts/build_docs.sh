@@ -13,13 +13,13 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
     . .venv/bin/activate
 fi
 export NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
-if ! python -c "import mkdocs, material, mkdocstrings_handlers.python, markdown_exec" >/dev/null 2>&1; then
+if ! python -c "import mkdocs, material, mkdocstrings_handlers.python, markdown_exec, nbclient, ipykernel, ipywidgets" >/dev/null 2>&1; then
     if [ -z "${VIRTUAL_ENV:-}" ]; then
         echo "build_docs: the docs tools are missing and no virtual environment is active;" >&2
         echo "  activate the project's environment (. .venv/bin/activate) or run scripts/setup.sh first" >&2
         exit 1
     fi
-    echo "build_docs: installing the docs extra (mkdocs, mkdocs-material, mkdocstrings[python], markdown-exec)"
+    echo "build_docs: installing the docs extra (mkdocs, mkdocs-material, mkdocstrings[python], markdown-exec, nbclient, ipykernel)"
     python -m pip install -q -e ".[docs]"
 fi
 start=$(date +%s)

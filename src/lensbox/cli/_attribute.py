@@ -25,7 +25,7 @@ def _cmd_attribute(args: argparse.Namespace) -> int:
     model = common.load_model(args)
     target = args.target if args.target in ("next", "top1") else _token(args.target)
     minus = None if args.minus is None else _token(args.minus)
-    result = logit_attribution(model, args.text, target=target, minus=minus, heads=not args.no_heads,
+    result = logit_attribution(model, args.text, target=target, minus=minus, heads=False if args.no_heads else None,
                                chunk_rows=args.chunk_rows)
     heads = result.heads is not None
     print(result.table(args.position, n=args.top, heads=heads))
@@ -70,7 +70,7 @@ def add_subcommands(sub: Any) -> None:
                         "position has no target, use -2)")
     p.add_argument("--top", type=common.positive_int, default=10, help="how many components to print and plot")
     p.add_argument("--no-heads", action="store_true",
-                   help="report whole attention layers instead of heads")
+                   help="report whole attention layers instead of heads (default: heads where they add up)")
     common.add_chunk_rows(p, sig["chunk_rows"].default)
     p.add_argument("--out", default=None,
                    help="also write FILE.csv (every position and component) or FILE.png/.svg/.pdf (a bar chart at "

@@ -141,9 +141,12 @@ class ModelAdapter:
         """True when each attention output passes through its own norm before the stream (Gemma-2's ``ln1_post``).
 
         There ``attn_out.i`` is that norm's output, so the heads' ``z @ W_O`` (+ ``b_O``) add up
-        to the norm's *input*, not to ``attn_out.i`` (see `attn_post_norm_scale`).
+        to the norm's *input*, not to ``attn_out.i``.
         """
-        return any(self.attn_post_norm(i) is not None for i in range(self.n_layers))
+        try:
+            return any(getattr(block, "ln1_post", None) is not None for block in self.model.blocks)
+        except (AttributeError, TypeError):
+            return False
 
     def site(self, site: SiteLike) -> Site:
         """Validate one site for this model (an unknown one lists the valid choices).
@@ -286,21 +289,20 @@ class ModelAdapter:
         ``(1 + w)`` weight is thus read as the model applies it.
         With no final norm: ``w = 1``, ``b = 0``.
         """
+        d = self.d_model
         if getattr(self.model, "ln_final", None) is None:
-            return torch.ones(self.d_model, device=self.device), torch.zeros(self.d_model, device=self.device)
-        return self._norm_affine(self.final_norm, self.final_norm_centers)
-
-    def _norm_affine(self, norm: Callable[[Tensor], Tensor], centers: bool) -> Tuple[Tensor, Tensor]:
-        d, dt, big = self.d_model, self.dtype, 1e3
+            return torch.ones(d, device=self.device), torch.zeros(d, device=self.device)
+        dt = self.dtype
+        big = 1e3
         with torch.no_grad():
-            b = norm(torch.zeros(1, d, dtype=dt, device=self.device))[0].float()
-            if centers:
+            b = self.final_norm(torch.zeros(1, d, dtype=dt, device=self.device))[0].float()
+            if self.final_norm_centers:
                 probes = big * (torch.eye(d, device=self.device) - 1.0 / d)
-                out = norm(probes.to(dt)).float()
+                out = self.final_norm(probes.to(dt)).float()
                 # probe j has mean 0 and std big*sqrt(d-1)/d, entry j = big*(d-1)/d: N(probe)_j = sqrt(d-1)*w_j + b_j
                 w = (out.diagonal() - b) / (d - 1) ** 0.5
             else:
-                w = norm(torch.full((1, d), big, dtype=dt, device=self.device))[0].float() - b
+                w = self.final_norm(torch.full((1, d), big, dtype=dt, device=self.device))[0].float() - b
         return w, b
 
     def final_norm_scale(
@@ -315,47 +317,16 @@ class ModelAdapter:
         these norms, and independent of how the norm stores its epsilon). ``affine`` is
         `final_norm_affine`'s result, when the caller has it.
         """
-        affine = affine if affine is not None else self.final_norm_affine()
+        w, b = affine if affine is not None else self.final_norm_affine()
         if getattr(self.model, "ln_final", None) is None:
             return torch.ones(resid.shape[:-1], device=resid.device)
-        return self._norm_scale(self.final_norm, resid, affine, self.final_norm_centers)
-
-    @staticmethod
-    def _norm_scale(norm: Callable[[Tensor], Tensor], x: Tensor, affine: Tuple[Tensor, Tensor], centers: bool) -> Tensor:
-        w, b = affine
         with torch.no_grad():
-            out = norm(x).float() - b.to(x.device)
-        x = x.float()
-        if centers:
+            out = self.final_norm(resid).float() - b.to(resid.device)
+        x = resid.float()
+        if self.final_norm_centers:
             x = x - x.mean(-1, keepdim=True)
-        xw = x * w.to(x.device)
+        xw = x * w.to(resid.device)
         return (out * xw).sum(-1) / (xw * xw).sum(-1).clamp_min(1e-30)
-
-    def attn_post_norm(self, layer: int) -> Optional[Callable[[Tensor], Tensor]]:
-        """Block ``layer``'s post-attention norm (Gemma-2's ``ln1_post``), or None where the block has none."""
-        try:
-            return getattr(self.model.blocks[layer], "ln1_post", None)
-        except (AttributeError, IndexError, TypeError):
-            return None
-
-    def attn_post_norm_affine(self, layer: int) -> Tuple[Float[Tensor, "d_model"], Float[Tensor, "d_model"]]:
-        """The post-attention norm's weight and bias (RMSNorm: bias 0), read as `final_norm_affine` reads its norm."""
-        norm = self.attn_post_norm(layer)
-        if norm is None:
-            return torch.ones(self.d_model, device=self.device), torch.zeros(self.d_model, device=self.device)
-        return self._norm_affine(norm, centers=False)
-
-    def attn_post_norm_scale(
-        self, layer: int, pre: Float[Tensor, "*batch d_model"], affine: Tuple[Tensor, Tensor]
-    ) -> Float[Tensor, "*batch"]:
-        """The post-attention norm's scale at each row of ``pre`` (the heads' sum plus ``b_O``); 1 without one.
-
-        Frozen, it makes ``attn_out = k * (sum_h head_h + b_O) * w`` linear in the heads.
-        """
-        norm = self.attn_post_norm(layer)
-        if norm is None:
-            return torch.ones(pre.shape[:-1], device=pre.device)
-        return self._norm_scale(norm, pre, affine, centers=False)
 
     def unembed(self, normed: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_vocab"]:
         """``normed @ W_U + b_U``, in the dtype of ``normed``."""

@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import _html
 from .._errors import InputError, ModelError
 from ..core._adapter import Inputs, ModelAdapter, ModelLike, adapt
 from ..core._hooks import FwdHooks, HookFn, check_fwd_hooks
@@ -164,6 +165,24 @@ class LogitAttribution:
         lines.append(f"  {'sum'.ljust(width)} {total:+.{digits}f} = model logit {float(self.logit[b, p]):+.{digits}f}{cap}")
         return "\n".join(lines)
 
+    def _repr_html_(self, n: int = 10) -> str:
+        """Jupyter's rich display: the ``n`` largest contributions at the last position of batch row 0
+        that has a target, their sum and the model's own logit."""
+        has = [p for p in range(self.tokens.shape[1]) if int(self.target_ids[0, p]) >= 0]
+        if not has:
+            return _html.block(_html.heading("LogitAttribution", f"of {self.model_name}: no position has a target"))
+        p = has[-1]
+        rows: List[List[Any]] = [[name, v] for name, v in self.top(p, n=n)]
+        rows += [["sum of all components", float(self.contributions[0, p].sum())], ["model logit", float(self.logit[0, p])]]
+        return _html.block(
+            _html.heading("LogitAttribution", f"of {self.model_name}: {self.target_label(p)} [{self.target}] at "
+                                              f"position {p} ({self.labels[0][p]}), the {len(rows) - 2} largest of "
+                                              f"{len(self.components)} components"),
+            _html.table(["component", "contribution"], rows),
+            note=f"largest gap between the sum and the model's logit: {self.error:.2g}"
+            + (f"; logits before the soft cap at {self.softcap:g}" if self.softcap else ""),
+        )
+
     def plot(self, kind: Literal["bar", "heads"] = "bar", *, position: int = -1, batch: int = 0, **kwargs: Any) -> Any:
         """``"bar"``: one bar per component at ``position``; ``"heads"``: a layer x head heatmap."""
         from ..plot import plot_attribution, plot_attribution_heads
@@ -236,7 +255,6 @@ class _Projector:
         L, H = adapter.n_layers, adapter.n_heads
         self.raw: Dict[str, Tensor] = {}
         self.head_raw = torch.zeros(n_b, n_p, L, H, device=u.device) if heads else None
-        self.bias_raw = torch.zeros(n_b, n_p, L, device=u.device) if heads else None
         self.final: Optional[Tensor] = None
 
     def _check(self, name: str, act: Tensor, shape: Tuple[int, ...]) -> None:
@@ -256,29 +274,15 @@ class _Projector:
         return hook
 
     def project_heads(self, layer: int) -> HookFn:
-        """Heads of block ``layer`` from ``hook_z``, one chunk of positions at a time; with a post-attention
-        norm (Gemma-2) each head goes through it with the norm's scale frozen at the heads' sum."""
         name = f"blocks.{layer}.attn.hook_z"
-        a = self.adapter
-        post = a.attn_post_norm(layer) is not None
-        affine = a.attn_post_norm_affine(layer) if post else None
-        b_O = a.b_O(layer).float().to(self.u.device)
 
         def hook(z: Tensor, hook: Any = None) -> None:
-            self._check(name, z, (*self.u.shape[:2], a.n_heads, a.d_head))
+            self._check(name, z, (*self.u.shape[:2], self.adapter.n_heads, self.adapter.d_head))
             for lo in range(0, z.shape[1], self.chunk):
-                sl = slice(lo, lo + self.chunk)
-                part = a.head_outputs(layer, z[:, sl].detach()).float()  # [batch, chunk, head, d_model]
-                u = self.u[:, sl]
-                if affine is not None:
-                    pre = part.sum(-2) + b_O
-                    k = a.attn_post_norm_scale(layer, pre.to(z.dtype), affine)[..., None]
-                    ug = u * affine[0].to(u.device)
-                    self.bias_raw[:, sl, layer] = (k * ug * b_O).sum(-1) + (u * affine[1].to(u.device)).sum(-1)
-                    self.head_raw[:, sl, layer] = torch.einsum("bphm,bpm->bph", part, ug) * k
-                else:
-                    self.bias_raw[:, sl, layer] = (u * b_O).sum(-1)
-                    self.head_raw[:, sl, layer] = torch.einsum("bphm,bpm->bph", part, u)
+                part = self.adapter.head_outputs(layer, z[:, lo : lo + self.chunk].detach()).float()
+                self.head_raw[:, lo : lo + self.chunk, layer] = torch.einsum(
+                    "bphm,bpm->bph", part, self.u[:, lo : lo + self.chunk]
+                )
 
         return hook
 
@@ -327,7 +331,7 @@ def logit_attribution(
     *,
     target: TargetSpec = "next",
     minus: Optional[TokenSpec] = None,
-    heads: bool = True,
+    heads: Optional[bool] = None,
     chunk_rows: int = 512,
     prepend_bos: Optional[bool] = None,
     fwd_hooks: FwdHooks = None,
@@ -342,9 +346,8 @@ def logit_attribution(
             that is exactly one token (``" Mary"``).
         minus: a second token (id or one-token string): attribute ``logit[target] - logit[minus]``.
         heads: split each ``attn_out.i`` into its heads (from ``hook_z``, one chunk of positions at
-            a time) plus ``b_O``'s share (``attn_bias``). On a model with a post-attention norm
-            (Gemma-2's ``ln1_post``) each head goes through that norm with its scale frozen at the
-            heads' sum, so the heads still add up to ``attn_out``.
+            a time) plus ``b_O``. ``None``: when the model allows (not with a post-attention norm,
+            as Gemma-2's, where heads do not add up to ``attn_out``); ``True`` there is refused.
         chunk_rows: positions per chunk of the per-head computation.
         prepend_bos: passed to the tokenizer for text inputs.
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs run during the pass (an ablation,
@@ -368,6 +371,16 @@ def logit_attribution(
     adapter = adapt(model)
     edits = check_fwd_hooks(adapter, fwd_hooks)
     tokens = adapter.to_tokens(inputs, prepend_bos=prepend_bos)
+    if heads is None:
+        heads = not adapter.has_attn_post_norm
+    elif heads and adapter.has_attn_post_norm:
+        raise ModelError(
+            "Per-head attribution is not additive on this model: each attention output passes through its own "
+            "norm (a post-attention norm, as in Gemma-2) before reaching the stream.",
+            expected="a model whose attn_out is the sum of its heads plus b_O",
+            received=f"{adapter.model_name} with ln1_post",
+            fix="use heads=False (per-layer attn_out and mlp_out contributions stay exact)",
+        )
     minus_id = None if minus is None else _token_id(adapter, minus, "minus")
     logits = None
     if isinstance(target, str) and target == "top1":
@@ -418,16 +431,18 @@ def _assemble(
     logit = _own_logit(adapter, proj.final, target_ids, minus_ids)
     own = logit  # the scale of the tolerance
     heads_c = attn_bias = None
-    if proj.head_raw is not None and proj.bias_raw is not None:
+    if proj.head_raw is not None:
         heads_c = proj.head_raw * k[..., None, None]
-        attn_bias = proj.bias_raw * k[..., None]  # b_O's share (through the post-attention norm, if any)
         attn_cols = torch.stack([contrib[..., names.index(f"attn_out.{i}")] for i in range(adapter.n_layers)], -1)
+        attn_bias = attn_cols - heads_c.sum(-1)  # b_O's share, exactly: b_O . u * k
+        b_O = torch.stack([adapter.b_O(i).float() for i in range(adapter.n_layers)])  # [layer, d_model]
+        attn_bias_direct = torch.einsum("ld,bpd->bpl", b_O, proj.u) * k[..., None]
         fix = (
             "an edit in fwd_hooks changed attn_out after the heads (e.g. at blocks.i.hook_attn_out): edit "
             "blocks.i.attn.hook_z instead, or pass heads=False" if edited else None
         )
-        _check_close(heads_c.sum(-1) + attn_bias, attn_cols, "the heads of each layer plus b_O against attn_out",
-                     own, adapter, fix)
+        _check_close(attn_bias, attn_bias_direct, "the heads of each layer plus b_O against attn_out", own, adapter, fix)
+        attn_bias = attn_bias_direct
     valid = target_ids >= 0
     nan = torch.tensor(float("nan"))
     contrib = torch.where(valid[..., None], contrib, nan)

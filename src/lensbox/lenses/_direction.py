@@ -13,13 +13,13 @@ chunks of directions and return a `DirectionReadout`.
 """
 
 import dataclasses
-import html
 from typing import Any, Dict, List, Literal, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import _html
 from .._errors import InputError, NonFiniteError
 from ..core._adapter import ModelAdapter, ModelLike, adapt
 
@@ -175,15 +175,18 @@ class DirectionReadout:
             f"norm={self.norm!r})"
         )
 
-    def _repr_html_(self) -> str:
-        body = []
-        for d in range(min(len(self.labels), 50)):
-            top = ", ".join(html.escape(f"{t!r} {v:+.2f}") for t, v in zip(self.top_labels[d], self.top_logits[d].tolist()))
-            bot = ", ".join(html.escape(f"{t!r} {v:+.2f}") for t, v in zip(self.bottom_labels[d], self.bottom_logits[d].tolist()))
-            body.append(f"<tr><th>{html.escape(self.labels[d])}</th><td>{top}</td><td>{bot}</td></tr>")
-        return (
-            f"<div><b>direction readout</b> on {html.escape(self.model_name)}: {html.escape(self.norm_meaning)}"
-            f"<table><tr><th>direction</th><th>promotes</th><th>suppresses</th></tr>{''.join(body)}</table></div>"
+    def _repr_html_(self, max_directions: int = 50) -> str:
+        """Jupyter's rich display: per direction (the first ``max_directions``) the tokens it promotes and suppresses."""
+        def side(labels: List[str], logits: Tensor) -> str:
+            return ", ".join(f"{t!r} {v:+.2f}" for t, v in zip(labels, logits.tolist()))
+
+        rows = [[self.labels[d], side(self.top_labels[d], self.top_logits[d]), side(self.bottom_labels[d], self.bottom_logits[d])]
+                for d in range(min(len(self.labels), max_directions))]
+        more = len(self.labels) - len(rows)
+        return _html.block(
+            _html.heading("DirectionReadout", f"on {self.model_name}: {self.norm_meaning}"),
+            _html.table(["direction", "promotes", "suppresses"], rows),
+            note=f"... {more} more directions" if more > 0 else "",
         )
 
 

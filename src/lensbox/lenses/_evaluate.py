@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .. import _html
 from .._errors import InputError
 from ..core._adapter import ModelAdapter, ModelLike, adapt
 from ..core._hooks import FwdHooks, check_fwd_hooks
@@ -147,6 +148,23 @@ class LensEvaluation:
 
     def __repr__(self) -> str:
         return f"LensEvaluation({self.model_name!r}, {self.tokens} tokens in {self.windows} windows)\n" + self.table()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: one row per site; for each lens its kl, ce, bpb and top1_agree; then the means."""
+        metrics = list(METRIC_NAMES)
+        header = ["site"] + [f"{lens}: {m}" for lens in self.lenses for m in metrics]
+        rows: List[List[Any]] = [
+            [s.name] + [self.values[lens][m][i] for lens in self.lenses for m in metrics]
+            for i, s in enumerate(self.sites)
+        ]
+        rows.append(["mean (non-final sites)"] + [self.mean(lens, m) for lens in self.lenses for m in metrics])
+        note = "; ".join(f"{m}: {d}" for m, d in METRIC_NAMES.items())
+        return _html.block(
+            _html.heading("LensEvaluation", f"of {', '.join(self.lenses)} on {self.model_name}: "
+                                            f"{self.tokens} tokens in {self.windows} windows"),
+            _html.table(header, rows),
+            note=note,
+        )
 
     def plot(self, metric: str = "kl", *, log: bool = False, title: Optional[str] = None, ax: Any = None) -> Any:
         """One line per lens: ``metric`` against layer (matplotlib figure; see ``lensbox.plot.plot_evaluation``)."""

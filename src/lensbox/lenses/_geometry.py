@@ -22,6 +22,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..core._adapter import Inputs, ModelAdapter, ModelLike
+from .. import _html
 from .._errors import InputError
 from ..core import Analyzer, analyze
 from ..core._hooks import FwdHooks
@@ -72,6 +73,17 @@ class ResidualNorms:
         for i, site in enumerate(self.sites):
             lines.append(site.name.ljust(14) + " ".join(clip(f"{float(self.norms[batch, i, c]):.4g}") for c in cols))
         return "\n".join(lines + ["residual-stream norm ‖resid‖₂ per site (rows) and input position (columns)"])
+
+    def _repr_html_(self, max_positions: int = 24) -> str:
+        """Jupyter's rich display: the norms of batch row 0, sites as rows, the last ``max_positions`` positions."""
+        labels = self.input_labels[0]
+        cols = _html.last_columns(len(labels), max_positions)
+        rows = [[s.name] + [float(self.norms[0, i, c]) for c in cols] for i, s in enumerate(self.sites)]
+        return _html.block(
+            _html.heading("ResidualNorms", f"of {self.model_name}: ‖resid‖₂ per site and input position"
+                                           + ("" if len(cols) == len(labels) else f" (the last {len(cols)} of {len(labels)})")),
+            _html.table(["site", *(labels[c] for c in cols)], rows),
+        )
 
     def __repr__(self) -> str:
         b, l, p = self.norms.shape
@@ -208,6 +220,17 @@ class TokenPlaneTrajectory:
             la, lb = (float(v) for v in self.logits[batch, i])
             lines.append(f"{site.name:<14}{x:>10.3f}{y:>10.3f}{la:>16.3f}{lb:>16.3f}")
         return "\n".join(lines + [f"position {self.pos} in the plane of {a!r} and {b!r}"])
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: per site (batch row 0) the plane coordinates and the two tokens' logits."""
+        a, b = self.token_labels
+        rows = [[s.name, *(float(v) for v in self.coords[0, i]), *(float(v) for v in self.logits[0, i])]
+                for i, s in enumerate(self.sites)]
+        return _html.block(
+            _html.heading("TokenPlaneTrajectory", f"of {self.model_name}: position {self.pos} "
+                                                  f"({self.input_labels[0][self.pos]}) in the plane of {a!r} and {b!r}"),
+            _html.table(["site", "x", "y", f"logit {a}", f"logit {b}"], rows),
+        )
 
     def __repr__(self) -> str:
         a, b = self.token_labels

@@ -1,13 +1,13 @@
 """The typed result every lens returns."""
 
 import dataclasses
-import html
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import _html
 from .._errors import InputError, SiteError
 from ..core._sites import Site, SiteLike, resolve_site
 from ._metrics import METRICS as METRICS, get_metric
@@ -198,22 +198,25 @@ class LensResult:
             + self.table()
         )
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self, max_positions: int = 48) -> str:
+        """Jupyter's rich display: one row per site, one column per input token (the last
+        ``max_positions``); each cell the top-1 token, shaded by its probability (hover: p)."""
         labels = self.input_labels[0]
-        head = "".join(f"<th>{html.escape(t)}</th>" for t in labels)
-        body = []
+        cols = _html.last_columns(len(labels), max_positions)
+        rows = []
         for i, site in enumerate(self.sites):
-            cells = []
-            for c in range(len(labels)):
+            row: List[Any] = [site.name]
+            for c in cols:
                 prob = math.exp(float(self.top_logprobs[0, i, c, 0]))
-                tok = html.escape(self.top_labels[0][i][c][0])
-                shade = int(255 - 155 * prob)
-                cells.append(f'<td style="background:rgb({shade},{shade},255)" title="p={prob:.3f}">{tok}</td>')
-            body.append(f"<tr><th>{site.name}</th>{''.join(cells)}</tr>")
-        return (
-            f"<div><b>{html.escape(self.lens)}</b> on {html.escape(self.model_name)} "
-            f"({html.escape(self.decoder)}); cell = top-1 token, shade = its probability"
-            f"<table><tr><th>site</th>{head}</tr>{''.join(body)}</table></div>"
+                shade = int(255 - 155 * prob) if math.isfinite(prob) else 255
+                row.append(_html.cell(self.top_labels[0][i][c][0], style=f"background:rgb({shade},{shade},255)",
+                                      title=f"p={prob:.3f}"))
+            rows.append(row)
+        shown = "" if len(cols) == len(labels) else f"; the last {len(cols)} of {len(labels)} positions"
+        return _html.block(
+            _html.heading(self.lens, f"on {self.model_name} ({self.decoder}); cell = top-1 token, "
+                                     f"shade = its probability{shown}"),
+            _html.table(["site", *(labels[c] for c in cols)], rows),
         )
 
 

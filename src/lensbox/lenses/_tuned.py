@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from .. import _html
 from .._errors import ArtifactError, InputError, ModelError, SiteError
 from ..core._adapter import Inputs, ModelAdapter, ModelLike, adapt
 from ..core._fingerprint import check_fingerprint as check_model_fingerprint
@@ -438,6 +439,27 @@ class TunedLens(LensAnalyzer):
         config = lens_config(adapter)
         config["imported_from"] = {"library": "tuned-lens", "path": str(directory), "config": jsonable(cfg)}
         return cls(tr, config=config, check_fingerprint=check_fingerprint, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the model, the training digest, and per site how far the
+        translator is from the identity (``‖W‖_F``, ``‖b‖``) with its validation KL when recorded."""
+        if self.translators is None:
+            return _html.block(_html.heading("TunedLens", "with no translators (train, load or use identity())"))
+        tr, metrics = self.translators, self.config.get("metrics", {})
+        val = metrics.get("val_kl_per_site", {})
+        w, b = tr.weight.detach().float().flatten(1).norm(dim=1).tolist(), tr.bias.detach().float().norm(dim=1).tolist()
+        rows = [[s.name, w[i], b[i], val.get(s.name)] for i, s in enumerate(tr.sites)]
+        plan = self.config.get("training", {})
+        facts = [(k, str(plan[k])) for k in ("init", "steps") if k in plan] + [
+            (k, metrics[k]) for k in ("init_tokens", "train_tokens", "val_tokens", "val_kl_mean") if k in metrics
+        ] + ([("loaded from", str(self.source))] if self.source is not None else [])
+        return _html.block(
+            _html.heading("TunedLens", f"for {self.config.get('model_name', '?')}: d_model {tr.d_model}, "
+                                       f"{len(tr.sites)} translators [{tr.sites[0].name} .. {tr.sites[-1].name}]"),
+            _html.fields(facts) if facts else "",
+            _html.table(["site", "‖W‖_F", "‖b‖", "val KL (nats)"], rows),
+            note="translator(h) = h + W h + b; W = 0, b = 0 is the logit lens",
+        )
 
     def __repr__(self) -> str:
         if self.translators is None:

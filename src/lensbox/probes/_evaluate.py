@@ -28,7 +28,7 @@ from .._errors import InputError, NonFiniteError
 from ..core import ModelAdapter, ModelLike, SitesSpec, adapt
 from ..core._sites import Site, resolve_site
 from ._offsets import check_offsets_fit, valid_positions
-from ._probe import InputProbe, say
+from ._probe import InputProbe, progress_bar
 from ._probe_io import MAX_WEIGHT
 from ._relation import embedding_relation
 from ._result import (
@@ -325,11 +325,12 @@ def evaluate_probe(
         probe, adapter, sites=sites, candidates=candidates, chunk_rows=chunk_rows,
         bucket_edges=bucket_edges, rare_below=rare_below, frequent_from=frequent_from,
     )
-    n = int(windows.shape[0])
-    for i, chunk in enumerate(windows.split(max(1, int(batch_size)))):
+    bar = progress_bar(int(windows.shape[0]), "probe evaluation", progress)
+    for chunk in windows.split(max(1, int(batch_size))):
         streams = adapter.run_and_capture(chunk, ev.sites)
         ev.update(streams, chunk)
-        say(f"probe evaluation: {min(n, (i + 1) * batch_size)}/{n} windows", progress)
+        bar.update(int(chunk.shape[0]))
+    bar.close()
     result = ev.result(rank=rank)
     if store_metrics:
         probe.metrics = result.summary()

@@ -28,6 +28,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import _html
 from .._errors import InputError, NonFiniteError
 from ..core import Analyzer, Fingerprint, ModelAdapter, ModelLike, SitesSpec, adapt, check_fingerprint
 from ..core._sites import Site, resolve_site
@@ -40,10 +41,18 @@ from ._ridge import Products, RidgeStatistics
 from ._softmax import fit_softmax
 from ._windows import ProbeInputs, model_windows
 
+
 def say(msg: str, progress: bool) -> None:
     """Print a progress line to stderr when ``progress`` is on."""
     if progress:
         print(f"[lensbox] {msg}", file=sys.stderr, flush=True)
+
+
+def progress_bar(total: int, desc: str, progress: bool) -> Any:
+    """A ``tqdm.auto`` bar over ``total`` windows (a widget in Jupyter, text on a terminal); silent when off."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="win", disable=not progress, leave=False)
 
 
 class InputProbe(Analyzer):
@@ -147,6 +156,19 @@ class InputProbe(Analyzer):
             f"InputProbe({where}, offsets={[offset_label(k) for k in self.offsets]}, kinds={self.kinds}, "
             f"alpha={self.alpha:g}, decode={self.decode!r}; {state})"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the settings and, once fitted, what it was fitted on."""
+        sites = self.fitted_sites
+        facts: list[tuple[str, Any]] = [
+            ("sites", f"{len(sites)} [{sites[0].name} .. {sites[-1].name}]" if sites else repr(self.site_spec)),
+            ("offsets", ", ".join(offset_label(k) for k in self.offsets)), ("kinds", ", ".join(self.kinds)),
+            ("alpha", self.alpha), ("decode", self.decode),
+        ]
+        if self.fitted:
+            facts += [("model", str(self.model_name)), ("training tokens", self.training.get("n_tokens", "?"))]
+        state = "fitted" if self.fitted else "not fitted (call fit(model, data))"
+        return _html.block(_html.heading("InputProbe", state), _html.fields(facts))
 
     # ------------------------------------------------------------------ sites
     def selected_sites(self, adapter: ModelAdapter) -> list[Site]:
@@ -338,13 +360,14 @@ class InputProbe(Analyzer):
         windows = model_windows(adapter, data, window=window, max_tokens=max_tokens)
         check_offsets_fit(self.offsets, int(windows.shape[1]), self.skip_first)
         self.begin(adapter)
-        n = int(windows.shape[0])
-        for i, chunk in enumerate(windows.split(max(1, int(batch_size)))):
+        bar = progress_bar(int(windows.shape[0]), "probe training", progress)
+        for chunk in windows.split(max(1, int(batch_size))):
             t0 = time.perf_counter()
             streams = adapter.run_and_capture(chunk, self.fitted_sites)
             self.timings["forward_s"] += time.perf_counter() - t0
             self.partial_fit(adapter, streams, chunk)
-            say(f"probe training: {min(n, (i + 1) * batch_size)}/{n} windows", progress)
+            bar.update(int(chunk.shape[0]))
+        bar.close()
         return self.finalize(adapter, progress=progress)
 
     # ------------------------------------------------------------------ using

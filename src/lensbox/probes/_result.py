@@ -14,6 +14,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import _html
 from .._errors import InputError
 from ..core._sites import Site
 from ._offsets import offset_label
@@ -261,6 +262,26 @@ class ProbeEvaluation:
         if maj is not None and zero is not None:
             note += f"; majority baseline at k=0: {_pct(maj[0, zero]).strip()}%"
         return "\n".join(lines + [note])
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: top-1 accuracy (%) of the main method per site (rows) and offset
+        (columns), the untrained ``W_E^T`` baseline at offset 0, and the majority baseline."""
+        m = self.main_method
+        acc = self.accuracy(m, k=1)
+        zero = self.offsets.index(0) if 0 in self.offsets else None
+        base = self.accuracy("embed_t", k=1) if "embed_t" in self.methods and zero is not None else None
+        header = ["site", *(f"k={offset_label(o)}" for o in self.offsets)] + (["W_E^T k=0"] if base is not None else [])
+        rows = [[s.name, *(_pct(acc[si, oi]) for oi in range(len(self.offsets)))]
+                + ([_pct(base[si, zero])] if base is not None else []) for si, s in enumerate(self.sites)]
+        note = f"top-1 accuracy (%) of {m}: {METHOD_DESCRIPTIONS.get(m, m)}"
+        if "majority" in self.methods and zero is not None:
+            note += f"; majority baseline at k=0: {_pct(self.accuracy('majority', k=1)[0, zero]).strip()}%"
+        return _html.block(
+            _html.heading("ProbeEvaluation", f"of {self.model_name}: {self.n_eval_tokens} held-out tokens, "
+                                             f"probes fitted on {self.n_train_tokens} tokens, candidates {self.candidates}"),
+            _html.table(header, rows),
+            note=note,
+        )
 
     def __repr__(self) -> str:
         return (
