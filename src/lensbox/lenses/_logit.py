@@ -61,7 +61,8 @@ def logit_lens(
         on_nonfinite: ``'raise'`` (default) on NaN/inf activations, or ``'mark'`` to return NaN
             statistics there.
         cache: an ``ActivationCache`` (or a dict from hook name to tensor) from a run of ``model``
-            on exactly these inputs; the model is then not run. The hooks it must hold are
+            on exactly these inputs, analysed after one check pass of the model that refuses a cache of
+            other inputs or stitched from several runs (see `lensbox.analyze`). The hooks it must hold are
             ``LogitLens(sites).hook_names(model)``, a ``names_filter`` for ``run_with_cache``.
         prepend_bos: whether text gets the model's BOS token first (default: the model's own setting).
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs that edit the forward pass, e.g.
