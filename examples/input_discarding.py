@@ -29,6 +29,27 @@ ax.set_ylabel("mean KL over positions, nats")
 ax.legend()
 # --8<-- [end:curves]
 
+# --8<-- [start:inputrank]
+# The post's second view of the addendum: the rank of the input token (the token AT each position)
+# under each layer's decoding, with the colours bottoming out at rank 1000 instead of 100.
+fig_input_rank = lensbox.plot.plot_heatmap(
+    result, "input_rank", positions=12, vmax=1000,
+    title="logit lens: rank of the input token (colour floor at rank 1000)",
+)
+input_rank = result.input_rank[0, :, body] + 1          # 1-based, [site, pos], start token left out
+within_1000 = (input_rank <= 1000).float().mean(-1)     # share of positions whose input token is in the top 1000
+median_rank = input_rank.float().median(-1).values
+fig_rank_curve, ax = plt.subplots(figsize=(7, 3.4))
+ax.plot(x, median_rank.clamp(max=1000).numpy(), marker=".", label="median rank of the input token (clipped at 1000)")
+ax.set_yscale("log")
+ax.set_ylim(0.8, 1300)
+ax.axhline(1000, color="grey", linewidth=0.8, linestyle=":")
+ax.set_xticks(x[::3], [s.name.replace("resid_post.", "") for s in result.sites][::3])
+ax.set_xlabel("site (embed, then block outputs)")
+ax.set_ylabel("rank (1 = top)")
+ax.legend()
+# --8<-- [end:inputrank]
+
 if __name__ == "__main__":
     import _support
 

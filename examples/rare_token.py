@@ -1,7 +1,6 @@
 """Copying a rare token: the "plasma" prompt from the logit-lens post, on SmolLM2."""
 
 # --8<-- [start:run]
-import torch
 import lensbox
 import lensbox.plot
 
@@ -28,16 +27,10 @@ for i in sorted(set(range(0, len(result.sites), 3)) | {len(result.sites) - 1}):
 # --8<-- [end:copy]
 
 # --8<-- [start:keep]
-# Is the FIRST " plasma" kept around? Rank of each position's own input token under each site's decoding.
-adapter = lensbox.adapt(model)
-streams = adapter.run_and_capture(result.tokens.to(adapter.device), result.sites)
+# Is the FIRST " plasma" kept around? result.input_rank: the rank of each position's own (input) token
+# under each site's decoding, computed in the same pass as the other statistics (0 = top-1).
+input_rank = result.input_rank[0]                         # [site, pos]
 ids = result.tokens[0]
-input_rank = torch.empty(len(result.sites), len(ids), dtype=torch.long)
-with torch.no_grad():
-    for i, site in enumerate(result.sites):
-        logits = adapter.decode(streams[site][0]).float()            # [pos, vocab], one site at a time
-        own = logits.gather(1, ids.view(-1, 1).to(logits.device))    # logit of the input token itself
-        input_rank[i] = (logits > own).sum(1).cpu()                   # how many tokens beat it
 first_plasma = labels.index("␣plasma")
 others = [p for p in range(1, len(ids)) if p != first_plasma]
 # --8<-- [end:keep]

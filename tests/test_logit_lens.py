@@ -25,7 +25,7 @@ FLOAT_FIELDS = (
     "entropy",
     "cross_entropy",
 )
-INT_FIELDS = ("next_rank", "final_top1_rank")
+INT_FIELDS = ("next_rank", "final_top1_rank", "input_rank")
 
 
 # ----------------------------------------------------------------------------- reference
@@ -64,6 +64,7 @@ def reference_stats(
     final_top1 = lpf[:, 0].argmax(-1)
     ft_idx = final_top1[:, None, :, None].expand(batch, n_sites, n_pos, 1)
     ft_lp = lp.gather(-1, ft_idx)
+    in_lp = lp.gather(-1, tokens[:, None, :, None].expand(batch, n_sites, n_pos, 1))  # the token AT each position
     top = lp.topk(k, dim=-1)
     return {
         "next_logprob": next_lp,
@@ -71,6 +72,7 @@ def reference_stats(
         "next_rank": next_rank,
         "final_top1_logprob": ft_lp[..., 0],
         "final_top1_rank": (lp > ft_lp).sum(-1),
+        "input_rank": (lp > in_lp).sum(-1),
         "kl_final": (pf * (lpf - lp)).sum(-1),
         "kl_final_reverse": (p * (lp - lpf)).sum(-1),
         "kl_input": (pi * (lpi - lp)).sum(-1),

@@ -44,6 +44,7 @@ def expected_values(name: str, logits: Tensor, tokens: Tensor) -> Tensor:
     lpf, lpi = lp[:, -1:], lp[:, :1]
     final_top1 = lpf[:, 0].argmax(-1)
     ft_lp = lp.gather(-1, final_top1[:, None, :, None].expand(batch, n_sites, n_pos, 1))
+    in_lp = lp.gather(-1, tokens[:, None, :, None].expand(batch, n_sites, n_pos, 1))  # the token at each position
     table: Dict[str, Callable[[], Tensor]] = {
         "top1": lambda: p.max(-1).values,
         "logit": lambda: logits.max(-1).values,
@@ -52,6 +53,7 @@ def expected_values(name: str, logits: Tensor, tokens: Tensor) -> Tensor:
         "next_prob": lambda: next_lp.exp(),
         "rank": lambda: next_rank,
         "final_rank": lambda: (lp > ft_lp).sum(-1).double(),
+        "input_rank": lambda: (lp > in_lp).sum(-1).double(),
         "kl": lambda: (lpf.exp() * (lpf - lp)).sum(-1),
         "kl_reverse": lambda: (p * (lp - lpf)).sum(-1),
         "kl_input": lambda: (lpi.exp() * (lpi - lp)).sum(-1),
@@ -64,7 +66,22 @@ def expected_values(name: str, logits: Tensor, tokens: Tensor) -> Tensor:
 
 def test_every_result_metric_has_a_hand_computation() -> None:
     assert set(metric_names("result")) == set(METRICS)
-    assert len(METRICS) == 13
+    assert len(METRICS) == 14
+
+
+def test_input_rank_reaches_every_consumer(case: Dict[str, Any]) -> None:
+    """The table drives the CLI choices, to_pandas and the heatmap: input_rank appears in each, 1-based in plots."""
+    from lensbox.cli._common import metric_choices
+    from lensbox.plot import heatmap_values
+
+    result = case["result"]
+    assert "input_rank" in metric_choices("result")
+    frame = result.to_pandas()
+    assert frame["input_rank"].tolist() == result.input_rank.reshape(-1).tolist()
+    # the input layer decodes its own token near the top; position 0 included (no -1 cells)
+    assert int(result.input_rank.min()) >= 0
+    shown = heatmap_values(result, "input_rank", batch=0)
+    assert (shown == result.input_rank[0].double().numpy() + 1).all()
 
 
 @pytest.mark.parametrize("name", metric_names("result"))

@@ -67,6 +67,7 @@ def make_result(n_layers: int = 4, n_pos: int = 9, vocab: int = len(VOCAB_LABELS
         nrank[0, :, p] = (lp[0, :, p] > lp[0, :, p, t : t + 1]).sum(-1)
     ftl = lp.gather(-1, final_top1[:, None, :, None].expand(1, n_sites, n_pos, 1))[..., 0]
     frank = (lp > ftl[..., None]).sum(-1)
+    irank = (lp > lp.gather(-1, tokens[:, None, :, None].expand(1, n_sites, n_pos, 1))).sum(-1)  # the input token
     p = lp.exp()
     kl = lambda a, b: (a.exp() * (a - b)).sum(-1)  # noqa: E731  KL(a || b) from log-probs
     fin = lp[:, -1:].expand_as(lp)
@@ -95,6 +96,7 @@ def make_result(n_layers: int = 4, n_pos: int = 9, vocab: int = len(VOCAB_LABELS
         cross_entropy=-nxt,
         n_model_layers=n_layers,
         top_logits=logits.gather(-1, top.indices),
+        input_rank=irank,
     )
 
 

@@ -110,3 +110,32 @@ def test_heatmap_from_real_logit_lens(model):
         warnings.simplefilter("always")
         fig.savefig(io.BytesIO(), format="png", dpi=50)
     assert [str(w.message) for w in caught if "missing from" in str(w.message)] == []
+
+
+def test_confidence_norm_data_matches_plain_pytorch(model):
+    """Each cell's point: the norm of TransformerLens's cached stream, and the top-1 probability / entropy of
+    log_softmax(ln_final(stream) @ W_U + b_U) computed by hand; the first position left out by default."""
+    from lensbox.plot import confidence_norm_data, plot_confidence_vs_norm
+
+    result = lensbox.logit_lens(model, PROMPT)
+    norms = residual_norms(model, PROMPT)
+    data = confidence_norm_data(result, norms)
+    tokens = model.to_tokens(PROMPT)
+    ref = reference_streams(model, tokens)
+    n_pos = tokens.shape[1]
+    assert len(data["norm"]) == len(result.sites) * (n_pos - 1)
+    for i, s in enumerate(result.sites):
+        with torch.no_grad():
+            lp = (model.ln_final(ref[s][0]).double() @ model.W_U.double() + model.b_U.double()).log_softmax(-1)[1:]
+        sel = data["site_index"] == i
+        assert (data["pos"][sel] == list(range(1, n_pos))).all()
+        torch.testing.assert_close(torch.from_numpy(data["norm"][sel]), ref[s][0, 1:].double().norm(dim=-1), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.from_numpy(data["top1_prob"][sel]), lp.exp().max(-1).values, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(torch.from_numpy(data["entropy"][sel]), -(lp.exp() * lp).sum(-1), rtol=1e-4, atol=1e-4)
+    fig = plot_confidence_vs_norm(result, norms)
+    fig.savefig(io.BytesIO(), format="png", dpi=50)
+    # results of other inputs are refused, not silently paired
+    with pytest.raises(InputError, match="different sites or tokens"):
+        confidence_norm_data(result, residual_norms(model, PROMPT + " her"))
+    with pytest.raises(InputError, match="residual norms"):
+        confidence_norm_data(norms, result)

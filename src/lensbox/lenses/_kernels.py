@@ -116,15 +116,21 @@ def topk_ids(block_ids: Tensor, local: Tensor) -> Tensor:
 def count_greater(values: Float[Tensor, "n width"], thresholds: Float[Tensor, "n t"], flags: Tensor) -> Tensor:
     """Per row and threshold, how many entries are strictly greater (a 0-based rank): ``[n, t]``.
 
-    ``flags`` is a ``[t, n, width]`` boolean buffer. Summing booleans is slow on CPU;
-    instead each boolean row is read as int64 words of 8 flags, summed in groups of 128
-    words (every byte lane stays <= 128, no carries) and the byte lanes added at the end.
+    ``flags`` is a ``[g, n, width]`` boolean buffer; thresholds are counted ``g`` at a time
+    (so ``g`` may be smaller than ``t``). Summing booleans is slow on CPU; instead each
+    boolean row is read as int64 words of 8 flags, summed in groups of 128 words (every
+    byte lane stays <= 128, no carries) and the byte lanes added at the end.
     """
     n, n_thresholds = thresholds.shape
-    for j in range(n_thresholds):
-        torch.gt(values, thresholds[:, j : j + 1], out=flags[j])
-    words = flags.view(torch.int64).view(n_thresholds, n, -1, 128).sum(dim=-1)  # [t, n, width / 1024]
-    return words.view(torch.uint8).view(n_thresholds, n, -1).sum(dim=-1).T
+    group = flags.shape[0]
+    counts = []
+    for j0 in range(0, n_thresholds, group):
+        g = min(group, n_thresholds - j0)
+        for j in range(g):
+            torch.gt(values, thresholds[:, j0 + j : j0 + j + 1], out=flags[j])
+        words = flags[:g].view(torch.int64).view(g, n, -1, 128).sum(dim=-1)  # [g, n, width / 1024]
+        counts.append(words.view(torch.uint8).view(g, n, -1).sum(dim=-1))
+    return torch.cat(counts).T if len(counts) > 1 else counts[0].T
 
 
 def batched_dots(rows: Float[Tensor, "lc pc width"], vectors: Float[Tensor, "m pc width"]) -> Tensor:

@@ -87,6 +87,17 @@ def _top_logits(result: Any) -> Tensor:
     return result.top_logits[..., 0]
 
 
+def _input_rank(result: Any) -> Tensor:
+    if result.input_rank is None:
+        raise InputError(
+            "This result carries no input-token ranks.",
+            expected="a LensResult from lensbox.logit_lens / tuned_lens (they fill input_rank)",
+            received="input_rank=None",
+            fix="rerun the lens with this version of lensbox",
+        )
+    return result.input_rank.float()
+
+
 _KL = "magma_r"
 
 #: THE metric table (order: how lists of metrics are shown).
@@ -107,6 +118,8 @@ METRIC_TABLE: Tuple[Metric, ...] = (
            lambda r: r.next_rank.float(), aliases=("next_rank",)),
     Metric("final_rank", "rank of the final layer's top-1 (0 = agrees)", "rank of final top-1 (1 = top)", "magma_r",
            "rank", "lower", lambda r: r.final_top1_rank.float(), aliases=("final_top1_rank",)),
+    Metric("input_rank", "rank of the input token, the token at this position (0 = top-1)",
+           "rank of input token (1 = top)", "magma_r", "rank", "lower", _input_rank),
     Metric("kl", "KL(final || layer), nats", "KL(final ‖ layer), nats", _KL, "linear", "lower",
            lambda r: r.kl_final, aliases=("kl_final", "compare_final"), evaluation=True),
     Metric("kl_reverse", "KL(layer || final), nats", "KL(layer ‖ final), nats", _KL, "linear", "lower",

@@ -23,7 +23,9 @@ class LensResult:
     next token, so its ``next_logprob``/``cross_entropy`` are NaN and ``next_rank`` is -1.
     KL values are in nats: ``kl_final`` is KL(final || layer), ``kl_final_reverse`` is
     KL(layer || final), ``kl_input`` is KL(input layer || layer) and
-    ``kl_input_reverse`` is KL(layer || input layer).
+    ``kl_input_reverse`` is KL(layer || input layer). Ranks are 0-based (0 = top-1);
+    ``input_rank`` is the rank of the token *at* each position (the input token, as in the
+    logit-lens post's "compare with the input" view), defined at every position.
     """
 
     lens: str
@@ -51,6 +53,9 @@ class LensResult:
     n_model_layers: int
     #: Raw (pre-softmax) logits of the top-k tokens; ``None`` in results built without them.
     top_logits: Optional[Float[Tensor, "batch layer pos k"]] = None
+    #: 0-based rank of the input token (the token at each position) under each site's decoding;
+    #: ``None`` in results built without it.
+    input_rank: Optional[Int[Tensor, "batch layer pos"]] = None
 
     # ------------------------------------------------------------------ lookup
     def site_index(self, site: SiteLike) -> int:
@@ -129,6 +134,9 @@ class LensResult:
                          "kl_final_reverse", "kl_input", "kl_input_reverse", "entropy", "cross_entropy")
         }
         top1p = self.top_logprobs[..., 0].exp().tolist()
+        if self.input_rank is not None:
+            rows["input_rank"] = []
+            input_rank = self.input_rank.tolist()
         if self.top_logits is not None:
             rows["top1_logit"] = []
             top1_logit = self.top_logits[..., 0].tolist()
@@ -147,6 +155,9 @@ class LensResult:
                     rows["top1_prob"].append(top1p[bi][li][pi])
                     if self.top_logits is not None:
                         rows["top1_logit"].append(top1_logit[bi][li][pi])
+                    if self.input_rank is not None:
+                        v = input_rank[bi][li][pi]
+                        rows["input_rank"].append(None if v < 0 else v)
                     rows["final_top1_token"].append(final_labels[pi])
                     for name, val in stats.items():
                         v = val[bi][li][pi]
@@ -263,4 +274,5 @@ def result_from_stats(
         cross_entropy=stats["cross_entropy"],
         n_model_layers=adapter.n_layers,
         top_logits=stats.get("top_logits"),
+        input_rank=stats.get("input_rank"),
     )

@@ -1,14 +1,15 @@
 """The chunked statistics engine behind every lens.
 
 In one pass over chunks of (site, position) rows it computes, per site and position:
-top-k tokens, log-prob and rank of the next token and of the final top-1, KL to the
+top-k tokens, log-prob and rank of the next token and of the final top-1, the rank of
+the input token (the token at that position), KL to the
 final and to the input-layer distribution in both directions, entropy and
 cross-entropy. The work buffers (two float32 and two boolean ``[chunk_rows, vocab]``
 arrays) are allocated once per call, whatever the sequence length; no
 ``[sites, positions, vocab]`` tensor ever exists.
 
 Cost is dominated by the unembedding matmul. Per chunk the rest is a handful of passes
-over the logits: a blocked top-k (which also yields the max), two packed comparison
+over the logits: a blocked top-k (which also yields the max), three packed comparison
 counts for the ranks, one clamped ``exp``, two batched matmuls for every sum against the
 final / input distributions (blocked over the vocabulary for float32 accuracy) and one
 product-sum for the entropy. Per-row results are kept raw (max, sums, dot products) and
@@ -50,6 +51,7 @@ STAT_FIELDS = (
     "next_rank",
     "final_top1_logprob",
     "final_top1_rank",
+    "input_rank",
     "kl_final",
     "kl_final_reverse",
     "kl_input",
@@ -176,7 +178,7 @@ def _refuse_mismatch(adapter: ModelAdapter, worst: Tensor) -> None:
 # once at the end (few large ops instead of many small ones per chunk).
 _RAW_FLOAT = {
     "top": None,  # [k] top-k raw logits, descending
-    "chosen": 2,  # raw logits of the next token and the final top-1
+    "chosen": 2,  # raw logits of the next token and the final top-1 (the input token's is only ranked)
     "q_dot_x": 2,  # sum_v q_v logits_v for q = final, input probabilities
     "sums": 3,  # sum_v e_v, sum_v e_v lp_final_v, sum_v e_v lp_input_v (e = exp(logits - max))
     "e_dot_c": 1,  # sum_v e_v (logits_v - max)
@@ -231,6 +233,7 @@ def lens_statistics(
     acc = _Raw((batch, n_sites, n_pos), k, dev)
     next_tokens = torch.zeros((batch, n_pos), dtype=torch.long, device=dev)
     next_tokens[:, :-1] = tokens[:, 1:].to(dev)
+    input_tokens = tokens.to(dev)
 
     readout = Readout(adapter, decoder)
     reference = readout if type(decoder).decode is Decoder.decode else Readout(adapter, Decoder())
@@ -264,7 +267,7 @@ def lens_statistics(
                 p_rows, argmax = acc.reference(b, p0, p1, ref_logits, lp_rows, n_vocab)
                 if model_logits is not None:
                     acc.worst = torch.maximum(acc.worst, _final_excess(model_logits[b, p0:p1], lp_rows[1, :, :n_vocab]))
-                picks = torch.stack([next_tokens[b, p0:p1], argmax], dim=-1)  # [pc, 2]
+                picks = torch.stack([next_tokens[b, p0:p1], argmax, input_tokens[b, p0:p1]], dim=-1)  # [pc, 3]
                 for l0 in range(0, n_sites, sites_per_chunk):
                     l1 = min(n_sites, l0 + sites_per_chunk)
                     logits = first if first is not None else _chunk_logits(readout, prepared, l0, l1, p0, p1, logits_buf)
@@ -334,7 +337,7 @@ class _Raw:
     def __init__(self, cells: Tuple[int, int, int], k: int, dev: torch.device) -> None:
         self.cells, self.k, self.dev = cells, k, dev
         self.raw = {name: torch.zeros((*cells, k if m is None else m), device=dev) for name, m in _RAW_FLOAT.items()}
-        self.ranks = torch.zeros((*cells, 2), dtype=torch.long, device=dev)
+        self.ranks = torch.zeros((*cells, 3), dtype=torch.long, device=dev)  # next token, final top-1, input token
         self.top_ids = torch.zeros((*cells, k), dtype=torch.long, device=dev)
         self.top_local: Optional[Tensor] = None
         batch, _, n_pos = cells
@@ -374,9 +377,9 @@ class _Raw:
             if self.top_local is None:
                 self.top_local = torch.zeros((*self.cells, k), dtype=torch.long, device=self.dev)
             self.top_local[cell] = top_local.view(lc, pc, k)
-        chosen = logits.gather(1, picks[None].expand(lc, pc, 2).reshape(n, 2))
-        raw["chosen"][cell] = chosen.view(lc, pc, 2)
-        self.ranks[cell] = count_greater(logits, chosen, flag_buf[:, :n]).view(lc, pc, 2)
+        chosen = logits.gather(1, picks[None].expand(lc, pc, 3).reshape(n, 3))
+        raw["chosen"][cell] = chosen[:, :2].view(lc, pc, 2)
+        self.ranks[cell] = count_greater(logits, chosen, flag_buf[:, :n]).view(lc, pc, 3)
         raw["q_dot_x"][cell] = batched_dots(logits.view(lc, pc, width), p_rows)
         # ... then centre, exponentiate and take the sums over e = exp(logits - max).
         centred = logits.sub_(top_values[:, :1])
@@ -447,6 +450,7 @@ def _finish(
         "next_rank": ranks[..., 0].masked_fill(no_next, -1),
         "final_top1_logprob": chosen[..., 1],
         "final_top1_rank": ranks[..., 1],
+        "input_rank": ranks[..., 2],
         # KL can come out a hair below zero from rounding; clamp only that rounding.
         "kl_final": kl[..., 0].clamp(min=0.0),
         "kl_final_reverse": kl_reverse[..., 0].clamp(min=0.0),

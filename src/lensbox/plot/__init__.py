@@ -14,7 +14,8 @@ Internals, one concept per module:
 * ``_curves``: per-layer curves, `plot_layer_metric`, `plot_kl_by_layer`,
   `plot_evaluation`;
 * ``_component``: `plot_components` (components x positions of a ``ComponentLensResult``);
-* ``_geometry``: `plot_residual_norms`, `plot_trajectory`;
+* ``_geometry``: `plot_residual_norms`, `plot_confidence_vs_norm` (its numbers:
+  `confidence_norm_data`), `plot_trajectory`;
 * ``_probes``: `plot_probe_accuracy`;
 * ``_attribution``: `plot_attribution` (a bar per component at one position) and
   `plot_attribution_heads` (layer x head heatmap) of a ``LogitAttribution``;
@@ -40,6 +41,8 @@ _WHERE = {
     "plot_components": "_component",
     "plot_residual_norms": "_geometry",
     "plot_trajectory": "_geometry",
+    "plot_confidence_vs_norm": "_geometry",
+    "confidence_norm_data": "_geometry",
     "plot_probe_accuracy": "_probes",
     "plot_attribution": "_attribution",
     "plot_attribution_heads": "_attribution",

@@ -1,4 +1,5 @@
-"""Residual-stream geometry figures: norms across layers, and one position's path in a two-token plane."""
+"""Residual-stream geometry figures: norms across layers, confidence against norm, and one position's path in a
+two-token plane."""
 
 import math
 from typing import Any
@@ -14,6 +15,7 @@ from ._common import (
     fonts_context,
     layer_ticks,
     literal_text,
+    new_figure,
     select_positions,
     site_axis_label,
     site_x,
@@ -202,4 +204,99 @@ def plot_trajectory(
                      f"{traj.sites[-1].name}: logit {la!r} = {final_a:.2f}, {lb!r} = {final_b:.2f}")
         ax.set_title(title, fontsize=9, parse_math=False)
         _site_labels(fig, ax, pts, traj.sites, every)
+    return fig
+
+
+# --------------------------------------------------------------------------- confidence against norm
+def confidence_norm_data(
+    result: Any, norms: Any, *, batch: int = 0, positions: PositionSpec = None
+) -> dict[str, "np.ndarray"]:
+    """The numbers `plot_confidence_vs_norm` draws, one entry per (site, position) cell.
+
+    Returns ``norm`` (‖resid‖₂ before any normalisation), ``top1_prob``, ``entropy`` (nats),
+    ``site_index``, ``site_x`` (the layer axis coordinate) and ``pos``, each a flat array.
+
+    Args:
+        result: a `LensResult`, e.g. ``lensbox.logit_lens(model, text)``.
+        norms: a `ResidualNorms` of the same inputs and sites, e.g.
+            ``lensbox.residual_norms(model, text)`` with the same ``sites=`` / ``include_mid=``.
+        batch: which input of the batch.
+        positions: which positions (default: every position but the first, whose norm is
+            usually far from the rest); same forms as `plot_heatmap`'s ``positions``.
+    """
+    from ..lenses._geometry import ResidualNorms
+    from ..lenses._result import LensResult
+
+    if not isinstance(result, LensResult) or not isinstance(norms, ResidualNorms):
+        raise InputError(
+            "Expected a lens result and the residual norms of the same inputs.",
+            expected="(LensResult, ResidualNorms), e.g. lensbox.logit_lens(model, text), lensbox.residual_norms(model, text)",
+            received=f"({type(result).__name__}, {type(norms).__name__})",
+            fix="compute both on the same text",
+        )
+    same_tokens = result.tokens.shape == norms.tokens.shape and bool((result.tokens == norms.tokens).all())
+    if list(result.sites) != list(norms.sites) or not same_tokens:
+        raise InputError(
+            "The lens result and the residual norms cover different sites or tokens.",
+            expected="the same inputs and sites for both",
+            received=f"sites {len(result.sites)} vs {len(norms.sites)}, tokens {tuple(result.tokens.shape)} vs "
+                     f"{tuple(norms.tokens.shape)}",
+            fix="pass the same text and the same sites= / include_mid= to logit_lens and residual_norms",
+        )
+    b = check_batch(result, batch)
+    n_pos = int(result.tokens.shape[1])
+    cols = select_positions(n_pos, positions if positions is not None else slice(1 if n_pos > 1 else 0, None),
+                            default_max=n_pos)
+    n_sites = len(result.sites)
+    grid = np.ix_(range(n_sites), cols)
+    site_index = np.repeat(np.arange(n_sites), len(cols))
+    return {
+        "norm": norms.norms[b].double().numpy()[grid].reshape(-1),
+        "top1_prob": result.top_logprobs[b, :, :, 0].exp().double().numpy()[grid].reshape(-1),
+        "entropy": result.entropy[b].double().numpy()[grid].reshape(-1),
+        "site_index": site_index,
+        "site_x": np.array([site_x(s) for s in result.sites])[site_index],
+        "pos": np.tile(np.array(cols), n_sites),
+    }
+
+
+def plot_confidence_vs_norm(
+    result: Any,
+    norms: Any,
+    *,
+    batch: int = 0,
+    positions: PositionSpec = None,
+    title: str | None = None,
+) -> Any:
+    """Confidence against size: each (site, position) cell's residual norm against its top-1
+    probability (left) and entropy (right), coloured by layer.
+
+    The norm is the raw stream's, before the final norm the lens applies; `confidence_norm_data`
+    returns the plotted numbers.
+
+    Args:
+        result: a `LensResult`, e.g. ``lensbox.logit_lens(model, text)``.
+        norms: a `ResidualNorms` of the same inputs and sites, e.g. ``lensbox.residual_norms(model, text)``.
+        batch: which input of the batch.
+        positions: which positions (default: all but the first); see `confidence_norm_data`.
+        title: figure title (default: lens and model).
+    """
+    data = confidence_norm_data(result, norms, batch=batch, positions=positions)
+    with fonts_context():
+        fig = new_figure(10.0, 4.0)
+        axes = fig.subplots(1, 2)
+        for ax, key, label in ((axes[0], "top1_prob", "top-1 probability"), (axes[1], "entropy", "entropy, nats")):
+            sc = ax.scatter(data["norm"], data[key], c=data["site_x"], cmap="viridis", s=9, alpha=0.75,
+                            edgecolors="none")
+            ax.set_xscale("log")
+            ax.set_xlabel("‖residual stream‖₂ (before the final norm)", fontsize=8)
+            ax.set_ylabel(label, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.3)
+        axes[0].set_ylim(-0.02, 1.02)
+        bar = fig.colorbar(sc, ax=list(axes), fraction=0.035, pad=0.02)
+        bar.set_label("layer (-1 = embeddings)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+        fig.suptitle(title if title is not None else
+                     f"Confidence against residual norm — {result.lens} on {result.model_name}", fontsize=9.5)
     return fig

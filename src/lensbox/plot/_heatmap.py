@@ -246,8 +246,8 @@ def plot_heatmap(
         result: a `LensResult` (logit lens, tuned lens, ...).
         metric: colour. ``'top1'`` probability of the top-1 guess (default),
             ``'top1_logprob'``, ``'logprob'`` / ``'next_prob'`` of the true next token,
-            ``'rank'`` of the true next token or ``'final_rank'`` of the final top-1 (log
-            colour scale, 1 = top), ``'kl'`` = KL(final ‖ layer) ("compare with final
+            ``'rank'`` of the true next token, ``'final_rank'`` of the final top-1 or
+            ``'input_rank'`` of the input token itself (log colour scale, 1 = top), ``'kl'`` = KL(final ‖ layer) ("compare with final
             layer"), ``'kl_input'`` = KL(first layer ‖ layer) ("compare with first layer"),
             ``'kl_reverse'``, ``'kl_input_reverse'``, ``'entropy'``, ``'ce'``.
         batch: which input of the batch.
@@ -284,7 +284,8 @@ def plot_heatmap(
     cols = select_positions(n_pos, positions, default_max=default_max)
     rows = select_rows(result, sites)
     values = heatmap_values(result, spec.name, batch=b)[np.ix_(rows, cols)]
-    vocab = max(int(result.next_rank.max()) + 1, int(result.final_top1_rank.max()) + 1, 10)
+    vocab = max(int(result.next_rank.max()) + 1, int(result.final_top1_rank.max()) + 1, 10,
+                int(result.input_rank.max()) + 1 if result.input_rank is not None else 0)
     with fonts_context():
         import matplotlib
 
