@@ -32,10 +32,8 @@ ax.legend()
 # --8<-- [start:inputrank]
 # The post's second view of the addendum: the rank of the input token (the token AT each position)
 # under each layer's decoding, with the colours bottoming out at rank 1000 instead of 100.
-fig_input_rank = lensbox.plot.plot_heatmap(
-    result, "input_rank", positions=12, vmax=1000,
-    title="logit lens: rank of the input token (colour floor at rank 1000)",
-)
+fig_input_rank = lensbox.plot.plot_heatmap(result, "input_rank", vmax=1000,
+                                           title="rank of the input token (colour floor at rank 1000)")
 input_rank = result.input_rank[0, :, body] + 1          # 1-based, [site, pos], start token left out
 within_1000 = (input_rank <= 1000).float().mean(-1)     # share of positions whose input token is in the top 1000
 median_rank = input_rank.float().median(-1).values
