@@ -96,7 +96,7 @@ def test_token_plane_rejects_bad_tokens(model):
 
 def test_heatmap_from_real_logit_lens(model):
     r = lensbox.logit_lens(model, PROMPT)
-    fig = plot_heatmap(r, label_chars=40)
+    fig = plot_heatmap(r, label_chars=40, max_width=None)  # every position: no page-column limit
     n_sites, n_pos = r.kl_final.shape[1:]
     texts = heatmap_cell_texts(fig)
     assert len(texts) == n_sites * n_pos
