@@ -19,8 +19,9 @@ Two conventions for the final norm, chosen with ``norm=`` and stated in the resu
   and the model's logit soft-cap): the logit-lens post's view of sub-block outputs. Not
   additive, but each component's readout is on the scale of a full prediction.
 
-Work runs one component at a time over chunks of ``chunk_rows`` positions and ``chunk_vocab``
-vocabulary columns (`vocab_extremes`): ``[components, pos, vocab]`` never exists.
+Work runs over chunks of ``chunk_rows`` (component, position) rows and ``chunk_vocab`` vocabulary
+columns (`vocab_extremes`): ``[components, pos, vocab]`` never exists, and ``W_U`` is read once per
+chunk of rows, not once per component.
 """
 
 import dataclasses
@@ -232,7 +233,7 @@ class ComponentLens(Analyzer):
             ``'head.3.0,head.3.1'``, ``'tok_embed'``).
         k: how many promoted and suppressed tokens to keep per cell.
         norm: ``"frozen"`` (default, additive) or ``"own"``; see the module docstring.
-        chunk_rows: positions per work chunk.
+        chunk_rows: (component, position) rows per work chunk.
         chunk_vocab: vocabulary columns per work chunk; memory is ``chunk_rows x chunk_vocab`` floats.
     """
 
@@ -287,18 +288,34 @@ class ComponentLens(Analyzer):
             prepare = self._preparer(adapter, streams, B * P)
             bias = adapter.b_U if self.norm == "own" else None
             cap = logit_softcap(adapter) if self.norm == "own" else None
-            parts: List[List[Tensor]] = []
+            pieces: List[List[Tensor]] = []
+
+            def flush(rows: Tensor, row_targets: Tensor) -> None:
+                ex = vocab_extremes(rows, adapter.W_U, self.k, bias=bias, targets=row_targets, chunk_vocab=self.chunk_vocab)
+                pieces.append([apply_softcap(t, cap).cpu() for t in (ex.top_values, ex.bottom_values, ex.target_values)]
+                              + [t.cpu() for t in (ex.top_ids, ex.bottom_ids, ex.target_ranks)])
+
+            # The (component, position) rows run through W_U in chunks of chunk_rows rows that may span
+            # several components, so W_U is read once per chunk rather than once per component.
+            pending: List[Tensor] = []
+            pending_targets: List[Tensor] = []
+            n_pending = 0
             for comp in comps:
                 x = streams[comp].reshape(B * P, -1)
-                pieces = []
                 for r0 in range(0, B * P, self.chunk_rows):
                     rows = prepare(x[r0 : r0 + self.chunk_rows], r0)
-                    ex = vocab_extremes(rows, adapter.W_U, self.k, bias=bias, targets=targets[r0 : r0 + rows.shape[0]],
-                                        chunk_vocab=self.chunk_vocab)
-                    pieces.append([apply_softcap(t, cap) for t in (ex.top_values, ex.bottom_values, ex.target_values)]
-                                  + [ex.top_ids, ex.bottom_ids, ex.target_ranks])
-                parts.append([torch.cat([piece[j] for piece in pieces]).cpu() for j in range(6)])
-        stacked = [torch.stack([p[j] for p in parts]) for j in range(6)]  # [component, B*P, ...]
+                    pending.append(rows)
+                    pending_targets.append(targets[r0 : r0 + rows.shape[0]])
+                    n_pending += rows.shape[0]
+                    while n_pending >= self.chunk_rows:
+                        allrows, alltargets = torch.cat(pending), torch.cat(pending_targets)
+                        flush(allrows[: self.chunk_rows], alltargets[: self.chunk_rows])
+                        pending, pending_targets = [allrows[self.chunk_rows :]], [alltargets[self.chunk_rows :]]
+                        n_pending -= self.chunk_rows
+            if n_pending:
+                flush(torch.cat(pending), torch.cat(pending_targets))
+        flat = [torch.cat([piece[j] for piece in pieces]) for j in range(6)]  # [component * B * P, ...]
+        stacked = [t.reshape(len(comps), B * P, *t.shape[1:]) for t in flat]
         top_v, bot_v, next_v, top_i, bot_i, next_r = (
             t.reshape(len(comps), B, P, *t.shape[2:]).transpose(0, 1).contiguous() for t in stacked
         )
@@ -378,7 +395,7 @@ def component_lens(
         norm: ``"frozen"`` (the final norm's scale from the final residual stream: linear, the
             components add up; TransformerLens's convention) or ``"own"`` (each output normalised
             on its own, as the logit lens would decode it). The result states which.
-        chunk_rows, chunk_vocab: the work chunk (positions x vocabulary columns); memory grows with
+        chunk_rows, chunk_vocab: the work chunk ((component, position) rows x vocabulary columns); memory grows with
             it, never with ``components x positions x vocabulary``.
         prepend_bos: whether text gets the model's BOS token first (default: the model's own setting).
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs that edit the forward pass
