@@ -38,8 +38,8 @@ total = float(frozen.next_logit[0, :, pos].sum()) + leftover
 print(f"sum of the components' logits for the answer + bias term = {total:.4f}; the model's logit = {model_logit:.4f}")
 blocks = [c.name for c in frozen.components if c.layer is not None and c.layer >= 18]
 fig_components = lensbox.plot.plot_components(
-    lensbox.component_lens(model, tokens, sites=blocks, norm="frozen"), "next_logit",
-    title="frozen-norm logit of the next input token, blocks 18-29 (cell: the token each output promotes most)",
+    lensbox.component_lens(model, tokens, sites=blocks, norm="frozen"), "next_logit", positions=slice(1, None),
+    title="frozen-norm logit of the next input token, blocks 18-29, after the start token (cell: the token each output promotes most)",
 )
 # --8<-- [end:frozen]
 

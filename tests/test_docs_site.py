@@ -65,6 +65,8 @@ MIN_IMAGES = {
     "examples/tuned_lens/": 2,
     "examples/probes/": 1,
     "examples/attribution/": 2,
+    "examples/components/": 1,
+    "examples/ablation/": 1,
 }
 # The sources the pages build on: a page that names one must link to it.
 SOURCES = {
