@@ -76,7 +76,7 @@ SOURCES = {
     "latent-language study": "https://arxiv.org/abs/2402.10588",
 }
 # Worked examples about the API rather than a published finding need not cite a source.
-NO_SOURCE_NEEDED = {"examples/", "examples/quickstart/", "examples/plugin/", "examples/ablation/"}
+NO_SOURCE_NEEDED = {"examples/", "examples/quickstart/", "examples/plugin/", "examples/ablation/", "examples/direction/"}
 # A heatmap (8-point cell text saved at 110 dpi) shown at this fraction of its size keeps 9 px text.
 MIN_HEATMAP_SCALE = 9.0 / (8.0 / 72 * 110)
 
