@@ -26,6 +26,10 @@ fig_rank = lensbox.plot.plot_heatmap(result, "final_rank", positions=window)
 fig_kl = lensbox.plot.plot_heatmap(result, "kl", positions=window)
 # --8<-- [end:kl]
 
+# --8<-- [start:logit]
+fig_logit = lensbox.plot.plot_heatmap(result, "logit", positions=window)
+# --8<-- [end:logit]
+
 # --8<-- [start:numbers]
 import torch
 
