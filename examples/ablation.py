@@ -18,8 +18,8 @@ print(f"{prompt!r} -> {adapter.token_label(answer)!r} (p = {float(base[answer].e
 # --8<-- [start:scan]
 # Which head matters? Zero each head's output (its slice of hook_z) and measure the answer's
 # log-prob. Row h of a batch of n_heads copies of the prompt has head h zeroed, so one
-# forward pass per block tries all of its heads. We scan the first SCAN blocks.
-SCAN = 6
+# forward pass per block tries all of its heads. We scan the first SCAN blocks (to keep the page fast).
+SCAN = 4
 n_heads = model.cfg.n_heads
 drop = torch.zeros(SCAN, n_heads)
 
