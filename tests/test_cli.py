@@ -88,6 +88,13 @@ def test_every_option_shows_a_default_and_help(verb):
         assert "default" in text or (action.required and "required" in text), (verb, action.option_strings, text)
 
 
+def test_train_lens_help_states_the_objective_and_the_regularisation():
+    _, verbs = _verb_parsers()
+    text = " ".join(verbs["train-lens"].format_help().split())
+    assert "mean KL(final || lens) over positions and sites" in text
+    assert "'auto' chooses it per site" in text and "default mix" in text
+
+
 def test_old_spellings_are_hidden_but_work(capsys):
     parser, verbs = _verb_parsers()
     for verb, old in [("lens", "--layers"), ("train-lens", "--token-budget"), ("train-lens", "--tokens"),
@@ -162,6 +169,8 @@ def test_quiet_after_the_verb_through_main(capsys):
         (["train-lens", "a.txt", "--out", "x", "--token-budget", "-5"], "expected a whole number >= 1, received '-5'"),
         (["train-lens", "a.txt", "--out", "x", "--val-fraction", "1.5"], "argument --val-fraction: expected a number from 0"),
         (["train-lens", "a.txt", "--out", "x", "--ridge", "inf"], "argument --ridge: expected a finite number >= 0"),
+        (["train-lens", "a.txt", "--out", "x", "--shrink", "1.5"], "argument --shrink: expected a number from 0 to 1"),
+        (["train-lens", "a.txt", "--out", "x", "--translator", "full"], "argument --translator: invalid choice"),
         (["lens", "hi", "--max-positions", "0", "--out", "x.png"], "argument --max-positions: expected a whole number >= 1"),
         (["lens", "hi", "--k", "2.5"], "argument --k: expected a whole number >= 1, received '2.5'"),
         (["eval-lens", "a.txt", "--window", "0"], "argument --window: expected a whole number >= 1"),
@@ -195,10 +204,36 @@ def test_unknown_corpus_before_the_model(tmp_path, no_model, capsys):
     assert "Unknown corpus 'botchn'" in err and "botchan" in err
 
 
+def test_no_text_trains_on_the_default_mix_fetched_before_the_model(tmp_path, no_model, capsys, monkeypatch):
+    import lensbox.data
+
+    fetched = []
+    monkeypatch.setattr(lensbox.data, "default_training_texts",
+                        lambda progress=True: fetched.append(1) or (["some text"], {"name": "lensbox default mix"}))
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        main(["train-lens", "--out", str(tmp_path / "x")])
+    assert fetched == [1]  # before the model
+    assert "training on lensbox's default mix of domains and languages" in capsys.readouterr().err
+
+
+def test_regularisation_flags_reach_the_settings(tmp_path, no_model, capsys):
+    from lensbox.cli._tuned import _settings
+
+    parser = build_parser()
+    args = parser.parse_args(["train-lens", "a.txt", "--out", "x", "--ridge", "auto", "--shrink", "0.5",
+                              "--translator", "lowrank", "--rank", "8", "--select-tokens", "256"])
+    s = _settings(args, {})
+    assert (s.ridge, s.shrink, s.translator, s.rank, s.select_tokens, s.val_data) == ("auto", 0.5, "lowrank", 8, 256, None)
+    assert parser.parse_args(["train-lens", "--out", "x", "--ridge", "0.01"]).ridge == 0.01
+    text = tmp_path / "a.txt"
+    text.write_text("hello", encoding="utf-8")
+    assert main(["-q", "train-lens", str(text), "--out", str(tmp_path / "l"), "--val-text", str(tmp_path / "nope")]) == 2
+    assert "--val-text input" in capsys.readouterr().err
+    assert main(["-q", "train-lens", str(text), "--out", str(tmp_path / "l"), "--val-corpus", "nope"]) == 2
+    assert "Unknown corpus 'nope'" in capsys.readouterr().err
+
+
 def test_no_text_message_names_the_verb(tmp_path, no_model, capsys):
-    assert main(["-q", "train-lens", "--out", str(tmp_path / "x")]) == 2
-    err = capsys.readouterr().err
-    assert "No training text was given" in err and "lensbox train-lens --corpus" in err
     lens = tmp_path / "lens"
     lens.mkdir()
     assert main(["-q", "eval-lens", "--lens", str(lens)]) == 2

@@ -513,10 +513,16 @@ def test_evaluation_plot_one_line_per_lens():
         "tuned": {"kl": [nan, 1.0, 0.5, 0.0], "ce": [nan, 4.0, 3.5, 3.0], "bpb": [nan, 1.4, 1.2, 1.0],
                   "top1_agree": [nan, 0.8, 0.9, 1.0]},
     }
-    ev = LensEvaluation("synthetic", ["logit", "tuned"], sites, values, 512, 2, 2000)
+    ev = LensEvaluation("synthetic", ["logit", "tuned"], sites, values, 512, 2, 2000,
+                        baselines={"uniform": {"kl": 4.0, "ce": 8.0, "bpb": 2.0, "top1_agree": nan}})
     fig = plot_evaluation(ev, "kl")
     ax = fig.axes[0]
-    lines = {l.get_label(): l for l in ax.get_lines()}
+    lines = {l.get_label().split(" (")[0]: l for l in ax.get_lines()}
+    # the legend gives both means (over the non-final sites), and the uniform baseline is a horizontal line
+    assert lines["logit"].get_label() == "logit (mean 3, 2 without embed)"
+    assert lines["uniform baseline"].get_label() == "uniform baseline (4)"
+    assert list(lines["uniform baseline"].get_ydata()) == [4.0, 4.0]
+    assert not [l for l in ax.get_lines() if l.get_label().startswith("uniform") and l is not lines["uniform baseline"]]
     assert list(lines["logit"].get_xdata()) == [-1, 0, 1, 2] and list(lines["logit"].get_ydata()) == [5, 3, 1, 0]
     assert list(lines["tuned"].get_xdata()) == [0, 1, 2]  # the NaN site is left out
     assert ax.get_ylabel() == get_metric("kl").label

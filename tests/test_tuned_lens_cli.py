@@ -70,8 +70,6 @@ def test_train_then_eval(setup, capsys):
 
 def test_cli_bad_input(setup, capsys):
     root, model_dir, text = setup
-    assert main(["-q", "train-lens", "--model", model_dir, "--out", str(root / "x")]) == 2
-    assert "No training text was given" in capsys.readouterr().err
     assert main(["-q", "eval-lens", str(text), "--model", model_dir, "--lens", str(root / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     tiny = root / "tiny.txt"

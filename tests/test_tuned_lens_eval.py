@@ -1,6 +1,7 @@
 """evaluate(): held-out statistics per lens and site, checked against LensResult and plain PyTorch."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -34,7 +35,7 @@ def test_evaluate_matches_lens_results(model, tmp_path):
     d = 32
     jl = FakeJacobianLens({0: torch.eye(d), 1: 2.0 * torch.eye(d) + 0.01 * torch.ones(d, d)})
     ev = evaluate(model, windows, {"logit": "logit", "tuned": lens, "jlens": jl}, window=20, batch_size=2,
-                  chunk_rows=13, progress=False)
+                  chunk_rows=13, progress=False, warn=False)
     assert ev.tokens == 60 and ev.windows == 3 and ev.target_bytes == 57
     assert [s.name for s in ev.sites] == ["embed", "resid_post.0", "resid_post.1", "resid_post.2"]
     for name, runner in (("logit", lambda w: lensbox.logit_lens(model, w)), ("tuned", lambda w: lens(model, w))):
@@ -61,7 +62,7 @@ def test_evaluate_matches_lens_results(model, tmp_path):
     table = ev.table("kl")
     assert isinstance(table, str)
     lines = table.splitlines()
-    assert lines[1].split() == ["site", "logit", "tuned", "jlens"]
+    assert lines[1].split() == ["site", "logit", "tuned", "jlens", "uniform"]
     assert lines[2].split()[0] == "embed" and lines[2].split()[3] == "—"  # the Jacobian lens has no embed site
     assert float(lines[2].split()[1]) == pytest.approx(ev.values["logit"]["kl"][0], abs=1e-4)
     assert float(lines[-1].split()[1]) == pytest.approx(ev.mean("logit"), abs=1e-4)
@@ -108,3 +109,65 @@ def test_evaluate_sites_and_bad_input(model):
     ev = evaluate(model, windows, {"partial": partial, "j": jd}, window=16, progress=False)
     assert math.isnan(ev.values["partial"]["kl"][ev.sites.index(Site.resid_post(1))])
     assert not math.isnan(ev.values["j"]["kl"][ev.sites.index(Site.resid_post(1))])
+
+
+# ---------------------------------------------------------------- honest reporting (issue 12)
+
+
+def test_uniform_and_unigram_baselines_match_plain_pytorch(model):
+    windows = random_windows(2, 16, seed=5)
+    counts = torch.arange(1, model.cfg.d_vocab + 1, dtype=torch.float64)
+    ev = evaluate(model, windows, {"logit": "logit"}, window=16, progress=False, unigram=counts, warn=False)
+    with torch.no_grad():
+        lp = model(windows).double().log_softmax(-1)  # [2, 16, V], the model's own output
+    V = lp.shape[-1]
+    ent = -(lp.exp() * lp).sum(-1)
+    assert ev.baselines["uniform"]["kl"] == pytest.approx(float((math.log(V) - ent).mean()), rel=1e-5)
+    assert ev.baselines["uniform"]["ce"] == pytest.approx(math.log(V), rel=1e-6)
+    u = (counts / counts.sum()).log()
+    kl_u = (lp.exp() * (lp - u)).sum(-1).mean()
+    assert ev.baselines["unigram"]["kl"] == pytest.approx(float(kl_u), rel=1e-5)
+    ce_u = -u[windows[:, 1:]].mean()
+    assert ev.baselines["unigram"]["ce"] == pytest.approx(float(ce_u), rel=1e-5)
+    agree = (lp.argmax(-1) == V - 1).double().mean()  # the unigram's top-1 is the last (largest) count
+    assert ev.baselines["unigram"]["top1_agree"] == pytest.approx(float(agree))
+    assert math.isnan(ev.baselines["uniform"]["top1_agree"])
+    # the baselines are columns of the table, the pandas frame and the dict
+    lines = ev.table().splitlines()
+    assert lines[1].split() == ["site", "logit", "uniform", "unigram"]
+    assert float(lines[2].split()[2]) == pytest.approx(ev.baselines["uniform"]["kl"], abs=1e-4)
+    assert ev.to_pandas()["uniform_kl"].tolist() == [ev.baselines["uniform"]["kl"]] * len(ev.sites)
+    assert ev.to_dict()["baselines"]["unigram"]["kl"] == ev.baselines["unigram"]["kl"]
+    with pytest.raises(InputError, match="positive probability"):
+        evaluate(model, windows, {"logit": "logit"}, window=16, progress=False, unigram=torch.zeros(model.cfg.d_vocab))
+
+
+def test_means_with_and_without_the_embeddings(model):
+    windows = random_windows(2, 16, seed=6)
+    ev = evaluate(model, windows, {"logit": "logit"}, window=16, progress=False, warn=False)
+    kl = ev.values["logit"]["kl"]  # embed, resid_post.0, .1, .2 (final)
+    assert ev.mean("logit") == pytest.approx(sum(kl[:3]) / 3)
+    assert ev.mean("logit", include_embed=False) == pytest.approx(sum(kl[1:3]) / 2)
+    assert ev.mean("uniform", include_embed=False) == pytest.approx(ev.baselines["uniform"]["kl"])
+    lines = ev.table().splitlines()
+    assert "'mean' with the embeddings" in lines[0]
+    assert lines[-2].startswith("mean no embed") and float(lines[-2].split()[3]) == pytest.approx(
+        ev.mean("logit", include_embed=False), abs=1e-4)
+    assert lines[-1].split()[0] == "mean"
+    d = ev.to_dict()
+    assert d["mean_kl_no_embed"]["logit"] == pytest.approx(ev.mean("logit", include_embed=False))
+    assert "mean_kl includes the embeddings" in d["mean_note"]
+
+
+def test_warns_when_a_lens_is_worse_than_the_logit_lens_or_uniform(model):
+    windows = random_windows(2, 16, seed=7)
+    bad = random_lens(model, seed=3, scale=30.0)  # confidently wrong translators
+    with pytest.warns(UserWarning, match=r"Lens 'bad' is worse than the logit lens at \d+ of 4 sites.*uniform"):
+        ev = evaluate(model, windows, {"logit": "logit", "bad": bad}, window=16, progress=False)
+    assert ev.worse_sites("bad", "uniform") and ev.worse_sites("bad", "logit")
+    assert Site.resid_post(2) not in ev.worse_sites("bad", "uniform")  # the final site is exact
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        evaluate(model, windows, {"logit": "logit", "bad": bad}, window=16, progress=False, warn=False)
+        evaluate(model, windows, {"logit": "logit"}, window=16, progress=False)  # the logit lens is the reference
+    assert not [w for w in seen if "Lens '" in str(w.message)]

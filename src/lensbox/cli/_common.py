@@ -104,6 +104,11 @@ def fraction(text: str) -> float:
     return _number(float, text, "a number from 0 up to (not including) 1", lambda v: 0 <= v < 1)
 
 
+def unit_interval(text: str) -> float:
+    """A finite number in [0, 1]."""
+    return _number(float, text, "a number from 0 to 1", lambda v: 0 <= v <= 1)
+
+
 def metric_choices(scope: str) -> tuple:
     """Canonical metric names of the lens metric table (``'result'`` or ``'evaluation'``)."""
     from ..lenses import metric_names
@@ -195,7 +200,7 @@ def add_data(p: Flags, *, what: str) -> None:
     """Positional ``FILES`` and ``--corpus``."""
     p.add_argument("files", nargs="*", metavar="FILES", help=f"UTF-8 text files or folders ({what})")
     p.add_argument("--corpus", default=None,
-                   help="a built-in corpus: botchan, shakespeare, django-docs, debian-handbook:<lang> (default: none)")
+                   help="a built-in corpus: botchan, shakespeare, django-docs, django-code, debian-handbook:<lang> (default: none)")
 
 
 def add_sites(p: Flags, *, default_text: str) -> None:

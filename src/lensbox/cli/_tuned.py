@@ -30,8 +30,13 @@ def _eval_defaults() -> dict[str, Any]:
     return common.library_defaults(evaluate)
 
 
-def _data(args: argparse.Namespace, *, what: str, example: str) -> tuple[list[Any], dict[str, Any]]:
-    """The text of ``FILES``/``--corpus`` (corpora fetched here) and a description of it."""
+def _data(args: argparse.Namespace, *, what: str, example: str, default_mix: bool = False) -> tuple[Any, Any]:
+    """The text of ``FILES``/``--corpus`` (corpora fetched here) and a description of it.
+
+    With ``default_mix`` and no text given: ``(None, None)``, i.e. the library's default training mix.
+    """
+    if default_mix and not args.files and not args.corpus:
+        return None, None
     items: list[Any] = common.data_items(args, what=what, example=example)
     corpus: dict[str, Any] | None = None
     if args.corpus:
@@ -81,6 +86,12 @@ def _check_train_args(args: argparse.Namespace) -> Path:
                 received=f"{args.checkpoint_dir}: {sorted(p.name for p in Path(args.checkpoint_dir).expanduser().iterdir())[:5]}",
                 fix="check the folder, or drop --resume to start a new run",
             )
+    for path in args.val_text or []:
+        if not Path(path).expanduser().exists():
+            raise InputError(f"The --val-text input {path!r} does not exist.", expected="text files or folders that exist",
+                             received=str(path), fix="check the spelling of the path")
+    if args.val_corpus:
+        common.data_items(argparse.Namespace(files=[], corpus=args.val_corpus), what="held-out text", example="")
     common.check_device(args)
     return common.check_output_folder(args.out, overwrite=args.overwrite, what="tuned lens")
 
@@ -96,15 +107,34 @@ def _settings(args: argparse.Namespace, corpus: dict[str, Any]) -> Any:
         weight_decay=args.weight_decay, seed=args.seed, val_fraction=args.val_fraction,
         max_val_tokens=args.max_val_tokens, init=args.init, init_tokens=args.init_tokens, ridge=args.ridge,
         sites_per_token=args.sites_per_token, chunk_rows=args.chunk_rows, checkpoint_dir=args.checkpoint_dir,
+        shrink=args.shrink, translator=args.translator, rank=args.rank, select_tokens=args.select_tokens,
+        val_data=_val_data(args),
         checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.quiet, corpus=corpus,
     )
+
+
+def _val_data(args: argparse.Namespace) -> list[Any] | None:
+    """The ``--val-text`` files and ``--val-corpus`` text (held out from other domains), or None."""
+    items: list[Any] = [Path(p).expanduser() for p in args.val_text or []]
+    if args.val_corpus:
+        from ..data import fetch_corpus
+
+        items.extend(fetch_corpus(args.val_corpus, progress=not args.quiet))
+    return items or None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..training import train_with_settings
 
     out = _check_train_args(args)
-    data, corpus = _data(args, what="training text", example="lensbox train-lens --corpus botchan --out my-lens")
+    data, corpus = _data(args, what="training text", example="lensbox train-lens --corpus botchan --out my-lens",
+                         default_mix=True)
+    if data is None:  # fetched (once) before the model loads, so a fetch failure shows at once
+        from ..data import default_training_texts
+
+        common.say(args, "no training text given: training on lensbox's default mix of domains and languages "
+                         "(lensbox.data.DEFAULT_MIX, fetched once)")
+        data, corpus = default_training_texts(progress=not args.quiet)
     settings = _settings(args, corpus)
     lens = train_with_settings(common.load_model(args), data, settings)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -112,6 +142,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         training = lens.config.get("training", {})
         metrics = lens.config.get("metrics", {})
         summary = {k: training[k] for k in ("train_windows", "text_tokens", "val_tokens", "steps") if k in training}
+        summary["trained_on"] = lens.trained_on
         keys = ("val_kl_mean", "train_tokens", "train_tokens_per_s", "train_s", "init_s")
         summary.update({k: metrics[k] for k in keys if k in metrics})
         print(json.dumps({"saved": str(out), **summary}))
@@ -222,7 +253,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     print(f"{args.metric} per site, held-out text ({ev.tokens} tokens):")
     print(ev.table(args.metric))
-    print("mean (non-final sites): " + ", ".join(f"{n}={ev.mean(n, args.metric):.4f}" for n in ev.lenses))
+    cols = [*ev.lenses, *ev.baselines]
+    print("mean over the non-final sites, with the embeddings: "
+          + ", ".join(f"{n}={ev.mean(n, args.metric):.4f}" for n in cols))
+    print("mean over the non-final sites, without the embeddings: "
+          + ", ".join(f"{n}={ev.mean(n, args.metric, include_embed=False):.4f}" for n in cols))
     for path in outs:
         common.wrote(args, _write_evaluation(ev, path, metric=args.metric))
     return 0
@@ -244,6 +279,16 @@ def _write_evaluation(ev: Any, path: Path, *, metric: str) -> Path:
     return path
 
 
+def _auto_or(parse: Any) -> Any:
+    """An argparse type: the word 'auto', or what ``parse`` accepts."""
+
+    def convert(text: str) -> Any:
+        return "auto" if text.strip().lower() == "auto" else parse(text)
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
 def _add_train(sub: Any) -> None:
     d = _train_defaults()
     tr = sub.add_parser(
@@ -259,7 +304,7 @@ def _add_train(sub: Any) -> None:
         formatter_class=common.HelpFormatter,
     )
     common.add_quiet(tr)
-    common.add_data(tr, what="training text")
+    common.add_data(tr, what="training text; none: lensbox's default mix of domains and languages")
     common.add_model(tr)
     common.add_sites(tr, default_text="embed and every resid_post but the final one")
     g = tr.add_argument_group("how much text")
@@ -281,8 +326,22 @@ def _add_train(sub: Any) -> None:
                    help="initial translators: closed-form least squares or the identity")
     o.add_argument("--init-tokens", type=common.positive_int, default=d["init_tokens"],
                    help="tokens read for the least-squares start (default: 64 windows' worth)")
-    o.add_argument("--ridge", type=common.nonnegative_float, default=d["ridge"],
-                   help="ridge strength of the least-squares start, relative, towards the identity")
+    o.add_argument("--ridge", type=_auto_or(common.nonnegative_float), default=d["ridge"],
+                   help="ridge strength of the least-squares start, relative, towards the identity; 'auto' chooses "
+                        "it per site by the squared error on the held-out text (validation windows, --val-text)")
+    o.add_argument("--shrink", type=_auto_or(common.unit_interval), default=d["shrink"],
+                   help="after the refinement, translator = start + SHRINK x (refined - start); 'auto' chooses it "
+                        "per site from 0, 0.5, 1 by the held-out KL(final || lens); 1 keeps the refined lens")
+    o.add_argument("--translator", default=d["translator"], choices=["affine", "bias", "lowrank"],
+                   help="translator family: a matrix and a bias per site, the bias alone, or a rank --rank matrix")
+    o.add_argument("--rank", type=common.positive_int, default=d["rank"], help="rank of --translator lowrank")
+    o.add_argument("--val-text", action="append", default=None,
+                   help="held-out text from other domains or languages (files or folders, repeatable; never "
+                        "trained on) for choosing --ridge and --shrink (default: none)")
+    o.add_argument("--val-corpus", default=None,
+                   help="a built-in corpus used like --val-text, e.g. debian-handbook:de (default: none)")
+    o.add_argument("--select-tokens", type=common.positive_int, default=d["select_tokens"],
+                   help="tokens of each held-out set used for those choices")
     o.add_argument("--sites-per-token", type=common.positive_int, default=d["sites_per_token"],
                    help="decode each position at only N random sites per step, an unbiased estimate of the "
                         "full objective (default: every site)")

@@ -101,6 +101,22 @@ CORPORA: Dict[str, CorpusSpec] = {
         description="The Django 5.1 documentation as reStructuredText: modern technical English with "
         "code samples, about 5.9 MB in 604 files (the source distribution is 10.7 MB).",
     ),
+    "django-code": CorpusSpec(
+        name="django-code",
+        registry="pypi",
+        package="Django",
+        version="5.1.4",
+        sha256="de450c09e91879fa5a307f696e57c851955c910a438a35e6b4c895e86bedc82a",
+        archive_path="Django-5.1.4/django/",
+        suffix=".py",
+        exclude=r"(^|/)(migrations|locale)/",
+        license="BSD-3-Clause (Django)",
+        text_bytes=5_094_567,
+        files=661,
+        description="Django 5.1's Python source (the django package without migrations and locale data): "
+        "idiomatic Python code with docstrings, about 5.1 MB in 661 files, from the same source distribution as "
+        "django-docs.",
+    ),
 }
 
 
@@ -256,7 +272,7 @@ def fetch_corpus(name: str, *, progress: bool = True) -> List[Path]:
     """Paths of the text files of a built-in corpus, downloading it the first time.
 
     ``name`` is a key of `CORPORA` (``"botchan"``, ``"shakespeare"``,
-    ``"django-docs"``) or ``"debian-handbook:<lang>"``. Files are cached under
+    ``"django-docs"``, ``"django-code"``) or ``"debian-handbook:<lang>"``. Files are cached under
     ``cache_dir()/corpora``; later calls touch no network.
     """
     if name == HANDBOOK or name.startswith(HANDBOOK + ":"):

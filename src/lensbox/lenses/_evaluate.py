@@ -9,6 +9,15 @@ streams every lens needs, and reports per lens and site, averaged over all posit
   and ``bpb``: the same total in bits divided by the UTF-8 bytes of the predicted tokens;
 * ``top1_agree``: how often the lens's top-1 token is the final layer's top-1.
 
+Beside the lenses, every evaluation reports the **uniform baseline**: the same metrics for
+the uniform distribution over the vocabulary (``KL(final || uniform) = log V - H(final)``,
+``ce = log V``), a lens that knows nothing. A lens above it at a site is worse than knowing
+nothing there. ``unigram=`` adds a fixed token-frequency distribution as a second baseline.
+Means over sites are reported twice, with and without the embeddings (where the logit lens
+is typically tens of nats off, which flatters any ratio to it). `evaluate` warns
+(``UserWarning``) when a lens other than the logit lens is worse than the logit lens or than
+the uniform baseline at a site of the text evaluated.
+
 KL and log-probabilities come from the one kernel in `lensbox.lenses._stats`
 (`log_softmax`, `kl_divergence`), so the
 final site's KL is exactly 0.
@@ -26,13 +35,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from .. import _html
 from .._errors import InputError
 from ..core._adapter import ModelAdapter, ModelLike, adapt
 from ..core._hooks import FwdHooks, check_fwd_hooks
-from ..core._sites import Site, SitesSpec
+from ..core._sites import Site, SiteKind, SitesSpec
 from ._decoders import Decoder
 from ._jacobian import JacobianDecoder, is_jacobian_lens
 from ._logit import LogitLens
@@ -91,23 +101,42 @@ class LensEvaluation:
     tokens: int
     windows: int
     target_bytes: int
+    #: ``{baseline: {metric: value}}``: ``'uniform'`` always, ``'unigram'`` when one was given.
+    #: A baseline does not depend on the site (it never reads the residual stream).
+    baselines: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def _metric(self, metric: str) -> str:
         return get_metric(metric, scope="evaluation").name
 
-    def mean(self, lens: str, metric: str = "kl", *, include_final: bool = False) -> float:
-        """Mean of ``metric`` over the lens's sites (the final site excluded unless asked)."""
-        name = self._metric(metric)
+    def column(self, name: str, metric: str = "kl") -> List[float]:
+        """Per-site values of a lens or a baseline (a baseline's value repeated at every site)."""
+        m = self._metric(metric)
+        if name in self.values:
+            return list(self.values[name][m])
+        if name in self.baselines:
+            return [self.baselines[name].get(m, math.nan)] * len(self.sites)
+        raise InputError(f"No lens or baseline named {name!r} in this evaluation.",
+                         expected="one of " + ", ".join([*self.lenses, *self.baselines]), received=repr(name))
+
+    def mean(self, lens: str, metric: str = "kl", *, include_final: bool = False, include_embed: bool = True) -> float:
+        """Mean of ``metric`` over the lens's sites: the final site excluded unless asked, the
+        embeddings included unless ``include_embed=False`` (``lens`` may name a baseline)."""
         last = max(s.depth for s in self.sites)
         vals = [
             v
-            for s, v in zip(self.sites, self.values[lens][name])
-            if not math.isnan(v) and (include_final or s.depth != last)
+            for s, v in zip(self.sites, self.column(lens, metric))
+            if not math.isnan(v) and (include_final or s.depth != last) and (include_embed or s.kind is not SiteKind.EMBED)
         ]
         return sum(vals) / len(vals) if vals else math.nan
 
+    def worse_sites(self, lens: str, than: str, metric: str = "kl") -> List[Site]:
+        """The sites where ``lens`` has a higher ``metric`` (KL or cross-entropy) than ``than`` (a lens or baseline)."""
+        mine, ref = self.column(lens, metric), self.column(than, metric)
+        return [s for s, a, b in zip(self.sites, mine, ref) if not (math.isnan(a) or math.isnan(b)) and a > b]
+
     def to_pandas(self) -> Any:
-        """Long table: one row per (lens, site) with kl, ce, bpb, top1_agree."""
+        """Long table: one row per (lens, site) with kl, ce, bpb, top1_agree, then ``<baseline>_kl``
+        (the baselines' KL, the same at every site)."""
         import pandas as pd
 
         rows = []
@@ -116,19 +145,28 @@ class LensEvaluation:
                 row: Dict[str, Any] = {"lens": lens, "site": s.name}
                 for m in METRIC_NAMES:
                     row[m] = self.values[lens][m][i]
+                for b, vals in self.baselines.items():
+                    row[f"{b}_kl"] = vals.get("kl", math.nan)
                 rows.append(row)
         return pd.DataFrame(rows)
 
     def table(self, metric: str = "kl", *, digits: int = 4) -> str:
-        """A text table of one metric: sites as rows, lenses as columns, and the mean over non-final sites."""
+        """A text table of one metric: sites as rows, lenses then baselines as columns, and two means
+        over the non-final sites: with the embeddings (``mean``) and without them (``mean no embed``)."""
         name = self._metric(metric)
-        width = max(12, digits + 6, *(len(l) + 2 for l in self.lenses))
+        cols = [*self.lenses, *self.baselines]
+        width = max(12, digits + 6, *(len(l) + 2 for l in cols))
         cell = lambda v: ("—" if math.isnan(v) else f"{v:.{digits}f}").rjust(width)  # noqa: E731
-        lines = [f"{name}: {METRIC_NAMES[name]} ({self.tokens} tokens in {self.windows} windows)"]
-        lines.append("site".ljust(14) + "".join(l[: width - 1].rjust(width) for l in self.lenses))
+        has_embed = any(s.kind is SiteKind.EMBED for s in self.sites)
+        note = "; means over the non-final sites, 'mean' with the embeddings" if has_embed else ""
+        lines = [f"{name}: {METRIC_NAMES[name]} ({self.tokens} tokens in {self.windows} windows{note})"]
+        lines.append("site".ljust(16) + "".join(l[: width - 1].rjust(width) for l in cols))
+        values = {c: self.column(c, name) for c in cols}
         for i, s in enumerate(self.sites):
-            lines.append(s.name.ljust(14) + "".join(cell(self.values[l][name][i]) for l in self.lenses))
-        lines.append("mean".ljust(14) + "".join(cell(self.mean(l, name)) for l in self.lenses))
+            lines.append(s.name.ljust(16) + "".join(cell(values[c][i]) for c in cols))
+        if has_embed:
+            lines.append("mean no embed".ljust(16) + "".join(cell(self.mean(c, name, include_embed=False)) for c in cols))
+        lines.append("mean".ljust(16) + "".join(cell(self.mean(c, name)) for c in cols))
         return "\n".join(lines)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -141,6 +179,10 @@ class LensEvaluation:
                 for lens, per in self.values.items()
             },
             "mean_kl": {lens: self.mean(lens, "kl") for lens in self.lenses},
+            "mean_kl_no_embed": {lens: self.mean(lens, "kl", include_embed=False) for lens in self.lenses},
+            "mean_note": "means over the non-final sites; mean_kl includes the embeddings, mean_kl_no_embed does not",
+            "baselines": {b: {m: (None if math.isnan(v) else v) for m, v in vals.items()}
+                          for b, vals in self.baselines.items()},
             "tokens": self.tokens,
             "windows": self.windows,
             "target_bytes": self.target_bytes,
@@ -257,6 +299,8 @@ def evaluate(
     chunk_rows: int = 512,
     progress: bool = True,
     fwd_hooks: FwdHooks = None,
+    unigram: Optional[Float[Tensor, "d_vocab"]] = None,
+    warn: bool = True,
 ) -> LensEvaluation:
     """Evaluate several lenses on the same held-out text.
 
@@ -272,8 +316,13 @@ def evaluate(
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs that edit every forward pass
             (e.g. an ablation): the lenses are evaluated on the edited model's streams, against
             its own final layer.
+        unigram: token probabilities (or counts) ``[d_vocab]``, e.g. the token frequencies of the
+            training text, reported as the ``'unigram'`` baseline beside ``'uniform'``.
+        warn: warn (``UserWarning``) when a lens other than the logit lens has a higher KL than the
+            logit lens (when evaluated too) or than the uniform baseline at some site.
 
-    Returns a `LensEvaluation` (``.table()``, ``.to_pandas()``, ``.plot()``, ``.mean(name)``).
+    Returns a `LensEvaluation` (``.table()``, ``.to_pandas()``, ``.plot()``, ``.mean(name)``,
+    ``.baselines``, ``.worse_sites(lens, than)``).
     """
     from tqdm.auto import tqdm
 
@@ -289,8 +338,10 @@ def evaluate(
     if sites is not None:
         wanted = set(adapter.sites(sites)) | {final}
         union = [s for s in union if s in wanted]
+    base_logprobs = _baseline_logprobs(adapter, unigram)
     toks_all = _windows(adapter, data, window, max_tokens)
     sums = {n: torch.zeros(4, len(union), dtype=torch.float64) for n in resolved}  # kl, ce, top1, count
+    base_sums = torch.zeros(4, len(base_logprobs), dtype=torch.float64)
     byte_cache: Dict[int, int] = {}
     target_bytes = 0
     bar = tqdm(total=toks_all.shape[0], desc="evaluate", unit="win", disable=not progress, leave=False)
@@ -304,6 +355,7 @@ def evaluate(
             targets = torch.full((B, T), -1, dtype=torch.long, device=toks.device)
             targets[:, :-1] = toks[:, 1:]
             F = streams[final].reshape(B * T, -1)
+            _accumulate_baselines(adapter, base_logprobs, F, targets.reshape(-1), base_sums, chunk_rows)
             for name, (decoder, lens_sites) in resolved.items():
                 rows = {
                     i: decoder.prepare(adapter, s, streams[s], toks).reshape(B * T, -1)
@@ -316,7 +368,12 @@ def evaluate(
     ce_count = toks_all.shape[0] * (toks_all.shape[1] - 1)
     values = {name: _per_site(sums[name], union, lens_sites, ce_count, target_bytes)
               for name, (_, lens_sites) in resolved.items()}
-    return LensEvaluation(
+    baselines = {}
+    for j, b in enumerate(base_logprobs):
+        per = _per_site(base_sums[:, j : j + 1], [final], [final], ce_count, target_bytes)
+        baselines[b] = {m: v[0] for m, v in per.items()}
+    baselines["uniform"]["top1_agree"] = math.nan  # the uniform distribution has no top-1 token
+    ev = LensEvaluation(
         model_name=adapter.model_name,
         lenses=list(resolved),
         sites=union,
@@ -324,7 +381,70 @@ def evaluate(
         tokens=int(toks_all.numel()),
         windows=int(toks_all.shape[0]),
         target_bytes=int(target_bytes),
+        baselines=baselines,
     )
+    if warn:
+        logit = [n for n, (dec, _) in resolved.items() if type(dec) is Decoder]
+        _warn_worse(ev, [n for n in resolved if n not in logit], logit[0] if logit else None)
+    return ev
+
+
+def _baseline_logprobs(adapter: ModelAdapter, unigram: Optional[Tensor]) -> Dict[str, Tensor]:
+    """Log-probabilities ``[d_vocab]`` of the baselines: uniform, and the unigram distribution when given."""
+    V = adapter.d_vocab
+    out = {"uniform": torch.full((V,), -math.log(V), dtype=torch.float32)}
+    if unigram is not None:
+        u = torch.as_tensor(unigram).detach().double().cpu().reshape(-1)
+        if u.shape[0] != V or not bool(torch.isfinite(u).all()) or bool((u <= 0).any()):
+            raise InputError(
+                "The unigram baseline must give every token a positive probability.",
+                expected=f"a finite tensor of {V} positive probabilities or (smoothed) counts",
+                received=f"shape {list(u.shape)}, min {float(u.min()) if u.numel() else 'n/a'}",
+                fix="smooth the counts, e.g. counts + 1, or mix them with the uniform distribution",
+            )
+        out["unigram"] = (u / u.sum()).log().float()
+    return out
+
+
+def _accumulate_baselines(
+    adapter: ModelAdapter, base: Dict[str, Tensor], final: Tensor, targets: Tensor, acc: Tensor, chunk_rows: int
+) -> None:
+    """Add each baseline's KL(final || baseline), cross-entropy, top-1 agreement and row count into ``acc [4, b]``."""
+    n = final.shape[0]
+    for p0 in range(0, n, chunk_rows):
+        p1 = min(n, p0 + chunk_rows)
+        flp = log_softmax(Decoder().decode(adapter, final[p0:p1]))
+        fp = flp.exp()
+        ftop = flp.argmax(-1)
+        tgt = targets[p0:p1]
+        has = tgt >= 0
+        for j, lp in enumerate(base.values()):
+            lp = lp.to(flp.device, flp.dtype)
+            kl = kl_divergence(flp, lp.expand_as(flp), ref_probs=fp)
+            acc[0, j] += kl.double().clamp(min=0).sum()
+            acc[1, j] += (-lp[tgt.clamp(min=0)])[has].double().sum()
+            acc[2, j] += (ftop == int(lp.argmax())).double().sum()
+            acc[3, j] += p1 - p0
+
+
+def _warn_worse(ev: LensEvaluation, lenses: List[str], logit: Optional[str]) -> None:
+    """One UserWarning per lens that is worse than the logit lens or than the uniform baseline at some site."""
+    for name in lenses:
+        parts = []
+        for ref in ([logit] if logit else []) + ["uniform"]:
+            bad = ev.worse_sites(name, ref)
+            if bad:
+                kind = "the logit lens" if ref == logit else "the uniform distribution"
+                names = ", ".join(s.name for s in bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
+                parts.append(f"worse than {kind} at {len(bad)} of {len(ev.sites)} sites ({names})")
+        if parts:
+            warnings.warn(
+                f"Lens {name!r} is " + "; ".join(parts) + f" on this text (KL(final || lens), {ev.tokens} tokens): "
+                "there it tells less about the final distribution than that reference. A tuned lens trained on "
+                "other text (another language or domain) often does this; train it on text like this one.",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _per_site(

@@ -452,7 +452,7 @@ class TunedLens(LensAnalyzer):
         plan = self.config.get("training", {})
         facts = [(k, str(plan[k])) for k in ("init", "steps") if k in plan] + [
             (k, metrics[k]) for k in ("init_tokens", "train_tokens", "val_tokens", "val_kl_mean") if k in metrics
-        ] + ([("loaded from", str(self.source))] if self.source is not None else [])
+        ] + [("trained on", self.trained_on)] + ([("loaded from", str(self.source))] if self.source is not None else [])
         return _html.block(
             _html.heading("TunedLens", f"for {self.config.get('model_name', '?')}: d_model {tr.d_model}, "
                                        f"{len(tr.sites)} translators [{tr.sites[0].name} .. {tr.sites[-1].name}]"),
@@ -461,13 +461,36 @@ class TunedLens(LensAnalyzer):
             note="translator(h) = h + W h + b; W = 0, b = 0 is the logit lens",
         )
 
+    @property
+    def trained_on(self) -> str:
+        """What the lens was trained on, in words, from ``config["corpus"]`` ('unknown' when it records nothing)."""
+        c = self.config.get("corpus")
+        if not isinstance(c, Mapping):
+            return "imported from tuned-lens" if "imported_from" in self.config else "unknown"
+        if isinstance(c.get("corpora"), list):
+            parts = [str(x.get("corpus")) for x in c["corpora"] if isinstance(x, Mapping)]
+            return f"{c.get('name', 'a mix')} ({', '.join(parts)})"
+        if c.get("name"):
+            return f"corpus {c['name']}"
+        if isinstance(c.get("files"), list) and c["files"]:
+            names = [Path(str(f)).name for f in c["files"][:3]]
+            return "files " + ", ".join(names) + (" ..." if len(c["files"]) > 3 else "")
+        if isinstance(c.get("paths"), list) and c["paths"]:
+            return "files " + ", ".join(Path(str(f)).name for f in c["paths"][:3])
+        if c.get("kind") == "token tensor":
+            return f"token windows {c.get('shape')}"
+        if c.get("sha256"):
+            return f"{c.get('kind', 'text')} ({c.get('chars', '?')} chars, sha256 {c['sha256']})"
+        return str(c.get("kind", "unknown"))
+
     def __repr__(self) -> str:
         if self.translators is None:
             return "TunedLens(<no translators>)"
         s = self.translators.sites
+        kind = (self.config.get("training") or {}).get("translator", "affine")
         return (
             f"TunedLens(model={self.config.get('model_name', '?')!r}, d_model={self.translators.d_model}, "
-            f"sites={len(s)} [{s[0].name} .. {s[-1].name}])"
+            f"sites={len(s)} [{s[0].name} .. {s[-1].name}], translator={kind!r}, trained_on={self.trained_on!r})"
         )
 
 

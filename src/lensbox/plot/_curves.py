@@ -7,7 +7,7 @@ from typing import Any, Union
 import numpy as np
 
 from .._errors import InputError
-from ..core._sites import Site
+from ..core._sites import Site, SiteKind
 from ..lenses._metrics import get_metric
 from ..lenses._result import LensResult
 from ._common import (
@@ -162,11 +162,24 @@ def plot_evaluation(
         )
     m = get_metric(metric, scope="evaluation")
     curves: list[_Curve | None] = []
+    has_embed = any(s.kind is SiteKind.EMBED for s in evaluation.sites)
     for lens in evaluation.lenses:
         pts = sorted((site_x(s), v) for s, v in zip(evaluation.sites, evaluation.values[lens][m.name])
                      if not math.isnan(v))
-        curves.append((lens, [p[0] for p in pts], [p[1] for p in pts], None) if pts else None)
+        name = f"{lens} (mean {evaluation.mean(lens, m.name):.3g}"
+        name += f", {evaluation.mean(lens, m.name, include_embed=False):.3g} without embed)" if has_embed else ")"
+        curves.append((name, [p[0] for p in pts], [p[1] for p in pts], None) if pts else None)
     label = m.label
     if title is None:
         title = f"{label} per layer, held-out text ({evaluation.tokens} tokens) — {evaluation.model_name}"
-    return _layer_curves(curves, evaluation.sites, ylabel=label, log=log, title=title, ax=ax)
+    fig = _layer_curves(curves, evaluation.sites, ylabel=label, log=log, title=title, ax=ax)
+    axis = fig.axes[0] if ax is None else ax
+    styles = {"uniform": ":", "unigram": "--"}
+    for j, (b, vals) in enumerate(getattr(evaluation, "baselines", {}).items()):
+        v = vals.get(m.name, math.nan)
+        if not math.isnan(v):  # a baseline does not depend on the site: one horizontal line
+            axis.axhline(v, color="0.35", linestyle=styles.get(b, "-."), linewidth=1.0, label=f"{b} baseline ({v:.3g})")
+    if getattr(evaluation, "baselines", None):
+        with fonts_context():
+            axis.legend(fontsize=8, frameon=False)
+    return fig

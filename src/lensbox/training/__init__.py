@@ -10,6 +10,11 @@ Internals:
 * ``_objective.py``: KL(final || lens), chunked, with its hand-written gradient (values
   from the ``lensbox.lenses`` KL kernel), and ``validation_kl``;
 * ``_lstsq.py``: the least-squares start (normal equations, ridge towards the identity);
+* ``_select.py``: regularisation chosen on held-out text (the ridge per site by held-out
+  squared error, the shrinkage of the refinement per site by held-out KL);
+* ``_regularise.py``: the start (least squares with a fixed or chosen ridge), the translator
+  family (affine, bias-only, low-rank) and the shrinkage, as phases of a run;
+* ``_run.py``: ``Run``, the state passed between the phases;
 * ``_checkpoint.py``: checkpoints as ``lensbox._io`` artifacts, replaced atomically
   (`checkpoint_exists`: is there a run to resume?);
 * ``_distributed.py``: data parallelism over ``torch.distributed``;

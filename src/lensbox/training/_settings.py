@@ -3,7 +3,8 @@
 ``TrainSettings`` holds every option of `lensbox.train_tuned_lens`, typed, with
 the library defaults: the fast path ``bench/tuned_lens_bench.py`` measured (a
 least-squares start on the training text, then one pass of KL refinement decoding 4
-random sites per position, batch 1, Adam at 1e-4 with a cosine decay).
+random sites per position, batch 1, Adam at 1e-4 with a cosine decay), with the ridge of the
+start and the shrinkage of the refinement chosen per site on held-out text (issue 12).
 ``RunPlan`` is what the settings resolve to for one model and one data set: the sites,
 the number of steps, the windows each phase reads and the notes on any rounding. The
 plan (not the settings) is recorded in the lens and compared on resume.
@@ -21,6 +22,7 @@ from ..lenses import TunedLens
 Schedule = Literal["cosine", "linear", "constant"]
 OptimizerName = Literal["adam", "sgd"]
 InitName = Literal["lstsq", "identity"]
+TranslatorKind = Literal["affine", "bias", "lowrank"]
 Callback = Callable[[int, Dict[str, Any]], Any]
 
 DEFAULT_STEPS = 100
@@ -50,7 +52,12 @@ class TrainSettings:
     max_val_tokens: int = 2048
     init: Union[InitName, TunedLens] = "lstsq"
     init_tokens: Optional[int] = None
-    ridge: float = 1e-3
+    ridge: Union[float, Literal["auto"]] = "auto"
+    shrink: Union[float, Literal["auto"]] = "auto"
+    translator: TranslatorKind = "affine"
+    rank: int = 16
+    val_data: Any = None
+    select_tokens: int = 512
     sites_per_token: Optional[int] = 4
     chunk_rows: int = 512
     shuffle_buffer: int = 64
@@ -65,6 +72,17 @@ class TrainSettings:
     def __post_init__(self) -> None:
         _check_choice("schedule", self.schedule, ("cosine", "linear", "constant"))
         _check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        _check_choice("translator", self.translator, ("affine", "bias", "lowrank"))
+        _check_int("rank", self.rank, 1)
+        _check_int("select_tokens", self.select_tokens, 1)
+        for name in ("ridge", "shrink"):
+            v = getattr(self, name)
+            if v == "auto":
+                continue
+            top = 1.0 if name == "shrink" else math.inf
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= top:
+                raise InputError(f"Invalid {name}.", expected=f"'auto' or a number in [0, {top}]", received=repr(v),
+                                 fix=f"pass {name}='auto' to choose it on held-out text")
         if isinstance(self.init, str):
             _check_choice("init", self.init, ("lstsq", "identity"), extra=" or a TunedLens")
         positive = ("batch_size", "grad_accum", "chunk_rows", "checkpoint_every", "shuffle_buffer")
@@ -78,7 +96,7 @@ class TrainSettings:
                 _check_int(name, getattr(self, name), 0 if name == "steps" else 1)
         if self.sites_per_token is not None:
             _check_int("sites_per_token", self.sites_per_token, 1)
-        for name in ("ridge", "weight_decay"):
+        for name in ("weight_decay",):
             if not getattr(self, name) >= 0:
                 raise InputError(f"Invalid {name}.", expected="a non-negative number", received=repr(getattr(self, name)),
                                  fix=f"pass {name}=0 or a small positive number")
@@ -119,10 +137,14 @@ class RunPlan:
     init: Literal["lstsq", "identity", "warm_start"]
     init_windows: int
     train_windows: int
-    ridge: float
+    ridge: Union[float, str]
     sites_per_token: Optional[int]
     shuffle_buffer: int
     token_budget: Optional[int]
+    shrink: Union[float, str] = "auto"
+    translator: TranslatorKind = "affine"
+    rank: int = 16
+    select_tokens: int = 512
 
     @property
     def tokens_per_step(self) -> int:

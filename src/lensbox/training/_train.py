@@ -7,10 +7,9 @@ translator sites and the final site are captured. See ``README.md`` beside this 
 import dataclasses
 import math
 import os
-import sys
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import torch
 
@@ -23,15 +22,18 @@ from ..lenses._tuned import translator_sites
 from ..lenses._tuned_io import lens_config
 from ._checkpoint import Checkpointer, make_optimizer, optimizer_tensors, restore_optimizer
 from ._distributed import Dist
-from ._lstsq import LstsqStats, scale_invariant_norm
 from ._objective import capture, micro_batch_kl, pair_mask, validation_kl
-from ._settings import Callback, InitName, OptimizerName, RunPlan, Schedule, TrainSettings, budget, default_lr, lr_at
+from ._regularise import constrain, lstsq_start, shrink
+from ._run import Run
+from ._settings import (
+    Callback, InitName, OptimizerName, RunPlan, Schedule, TrainSettings, TranslatorKind, budget, default_lr, lr_at,
+)
 from ._stream import Batches, DataLike, WindowStream, describe_data
 
 
 def train_tuned_lens(
     model: ModelLike,
-    data: DataLike,
+    data: Optional[DataLike] = None,
     *,
     sites: SitesSpec = None,
     include_mid: bool = False,
@@ -50,7 +52,12 @@ def train_tuned_lens(
     max_val_tokens: int = 2048,
     init: Union[InitName, TunedLens] = "lstsq",
     init_tokens: Optional[int] = None,
-    ridge: float = 1e-3,
+    ridge: Union[float, Literal["auto"]] = "auto",
+    shrink: Union[float, Literal["auto"]] = "auto",
+    translator: TranslatorKind = "affine",
+    rank: int = 16,
+    val_data: Optional[DataLike] = None,
+    select_tokens: int = 512,
     sites_per_token: Optional[int] = 4,
     chunk_rows: int = 512,
     shuffle_buffer: int = 64,
@@ -75,6 +82,10 @@ def train_tuned_lens(
         data: texts (``str`` or a list of them), files or folders (``pathlib.Path``, UTF-8),
             token ids (a ``[n, window]`` tensor or lists of ids), or a function returning
             fresh data. Read as a stream, again for each epoch.
+            Default (None): the default mix of the built-in corpora
+            (`lensbox.data.default_training_texts`: English prose, drama and technical
+            text, Python code, the Debian handbook in several languages), fetched once; the
+            lens records what it was trained on in ``lens.config["corpus"]``.
         sites, include_mid: translator sites (default: embed and every resid_post but the last;
             ``include_mid`` adds every resid_mid).
         steps / token_budget: how much to train. ``token_budget`` is the number of training
@@ -95,7 +106,19 @@ def train_tuned_lens(
         init: 'lstsq' (closed-form least squares), 'identity', or a TunedLens to continue.
         init_tokens: tokens for the least-squares start (default: all the training windows; part
             of the budget, never more than it).
-        ridge: relative ridge strength of the least-squares fit (towards the identity).
+        ridge: relative ridge strength of the least-squares fit (towards the identity), or 'auto':
+            chosen per site from ``RIDGE_GRID`` by the squared error on the held-out sets (the
+            validation windows, and ``val_data``).
+        shrink: after the refinement each translator becomes ``start + shrink * (refined - start)``;
+            'auto' chooses it per site from (0, 0.5, 1) by the held-out KL(final || lens); 1 keeps
+            the refined translators as they are.
+        translator: 'affine' (a full matrix and a bias per site), 'bias' (the bias alone: the
+            logit lens shifted) or 'lowrank' (a matrix of rank ``rank`` and a bias), the
+            tuned-lens paper's ablations; a low-rank matrix is stored full, in the same file format.
+        rank: the rank of ``translator='lowrank'``.
+        val_data: held-out text from other domains or languages (any form ``data`` takes), never
+            trained on, used with the validation windows to choose ``ridge`` and ``shrink``.
+        select_tokens: tokens of each held-out set used for those choices.
         sites_per_token: decode each position at this many random sites per step (an unbiased
             estimate of the full objective); None for every site.
         chunk_rows: rows per ``[rows, vocab]`` work buffer.
@@ -114,16 +137,22 @@ def train_tuned_lens(
         sites=sites, include_mid=include_mid, steps=steps, token_budget=token_budget, batch_size=batch_size,
         grad_accum=grad_accum, window=window, lr=lr, schedule=schedule, warmup_steps=warmup_steps,
         optimizer=optimizer, weight_decay=weight_decay, seed=seed, val_fraction=val_fraction,
-        max_val_tokens=max_val_tokens, init=init, init_tokens=init_tokens, ridge=ridge,
-        sites_per_token=sites_per_token, chunk_rows=chunk_rows, shuffle_buffer=shuffle_buffer,
+        max_val_tokens=max_val_tokens, init=init, init_tokens=init_tokens, ridge=ridge, shrink=shrink,
+        translator=translator, rank=rank, val_data=val_data, select_tokens=select_tokens, sites_per_token=sites_per_token, chunk_rows=chunk_rows, shuffle_buffer=shuffle_buffer,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
         callback=callback, distributed=distributed, corpus=corpus,
     )
     return train_with_settings(model, data, settings)
 
 
-def train_with_settings(model: ModelLike, data: DataLike, settings: TrainSettings) -> TunedLens:
-    """`train_tuned_lens` with its options as one `TrainSettings`."""
+def train_with_settings(model: ModelLike, data: Optional[DataLike], settings: TrainSettings) -> TunedLens:
+    """`train_tuned_lens` with its options as one `TrainSettings` (``data=None``: the default mix)."""
+    if data is None:
+        from ..data import default_training_texts
+
+        data, described = default_training_texts(progress=settings.progress)
+        if settings.corpus is None:
+            settings = dataclasses.replace(settings, corpus=described)
     adapter = adapt(model)
     dist = Dist(settings.distributed)
     try:
@@ -131,42 +160,10 @@ def train_with_settings(model: ModelLike, data: DataLike, settings: TrainSetting
         if run.start_step == 0 and not run.resumed:
             _initialise(run)
         _refine(run)
+        shrink(run)
         return _finish(run)
     finally:
         dist.close()
-
-
-@dataclasses.dataclass
-class _Run:
-    """The state of one run, passed between the phases."""
-
-    adapter: ModelAdapter
-    data: DataLike
-    settings: TrainSettings
-    plan: RunPlan
-    dist: Dist
-    stream: WindowStream
-    tr: Translators
-    opt: torch.optim.Optimizer
-    ckpt: Optional[Checkpointer]
-    notes: List[str]
-    history: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
-    timing: Dict[str, float] = dataclasses.field(default_factory=lambda: {"init_s": 0.0, "train_s": 0.0, "train_tokens": 0, "init_tokens": 0})
-    batches: Optional[Batches] = None
-    start_step: int = 0
-    resumed: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.dist.rank == 0
-
-    @property
-    def final(self) -> Site:
-        return Site.resid_post(self.adapter.n_layers - 1)
-
-    def say(self, msg: str) -> None:
-        if self.settings.progress and self.is_main:
-            print(f"[lensbox] {msg}", file=sys.stderr, flush=True)
 
 
 def _resolve_sites(adapter: ModelAdapter, s: TrainSettings) -> List[Site]:
@@ -198,13 +195,15 @@ def make_plan(adapter: ModelAdapter, s: TrainSettings, world: int = 1) -> Tuple[
         window=s.window, lr=float(s.lr if s.lr is not None else default_lr(s.optimizer, init_name)),
         schedule=s.schedule, warmup_steps=s.warmup_steps, optimizer=s.optimizer, weight_decay=float(s.weight_decay),
         seed=s.seed, val_fraction=float(s.val_fraction), max_val_tokens=s.max_val_tokens, init=init_name,  # type: ignore[arg-type]
-        init_windows=n_init, train_windows=n_train, ridge=float(s.ridge), sites_per_token=spt,
-        shuffle_buffer=s.shuffle_buffer, token_budget=s.token_budget,
+        init_windows=n_init, train_windows=n_train, ridge=s.ridge if s.ridge == "auto" else float(s.ridge),
+        sites_per_token=spt, shuffle_buffer=s.shuffle_buffer, token_budget=s.token_budget,
+        shrink=s.shrink if s.shrink == "auto" else float(s.shrink), translator=s.translator, rank=s.rank,
+        select_tokens=s.select_tokens,
     )
     return plan, notes
 
 
-def _prepare(adapter: ModelAdapter, data: DataLike, s: TrainSettings, dist: Dist) -> _Run:
+def _prepare(adapter: ModelAdapter, data: DataLike, s: TrainSettings, dist: Dist) -> Run:
     plan, notes = make_plan(adapter, s, dist.world)
     ckpt = Checkpointer(s.checkpoint_dir) if s.checkpoint_dir is not None else None
     if ckpt is not None:
@@ -215,14 +214,14 @@ def _prepare(adapter: ModelAdapter, data: DataLike, s: TrainSettings, dist: Dist
     )
     tr = Translators(_resolve_sites(adapter, s), adapter.d_model).to(adapter.device)
     opt = make_optimizer(plan.optimizer, [tr.weight, tr.bias], plan.lr, plan.weight_decay)
-    run = _Run(adapter, data, s, plan, dist, stream, tr, opt, ckpt, notes)
+    run = Run(adapter, data, s, plan, dist, stream, tr, opt, ckpt, notes)
     _announce(run)
     epoch, taken = _restore(run) if ckpt is not None and ckpt.exists() else (0, 0)
     run.batches = Batches(stream, epoch, taken)
     return run
 
 
-def _announce(run: _Run) -> None:
+def _announce(run: Run) -> None:
     """Print the plan (text per phase, validation) and warn when the text is shorter than asked."""
     p, w, avail = run.plan, run.plan.window, run.stream.available
     budget_txt = f" (token_budget {p.token_budget})" if p.token_budget is not None else ""
@@ -247,7 +246,7 @@ def _announce(run: _Run) -> None:
         warnings.warn(msg, UserWarning, stacklevel=4)
 
 
-def _restore(run: _Run) -> Tuple[int, int]:
+def _restore(run: Run) -> Tuple[int, int]:
     """Load the checkpoint into the run; return the window position (epoch, taken)."""
     ckpt = run.ckpt
     if ckpt is None:  # pragma: no cover - only called with a checkpoint
@@ -276,6 +275,9 @@ def _restore(run: _Run) -> Tuple[int, int]:
     run.tr.load_state_tensors({k[len("lens."):]: v for k, v in tensors.items() if k.startswith("lens.")},
                               source=str(ckpt.dir))
     restore_optimizer(run.opt, tensors, state["optimizer"])
+    if "start.weight" in tensors:
+        run.start = (tensors["start.weight"], tensors["start.bias"])
+    run.selection = dict(state.get("selection", {}))
     run.start_step = int(state["step"])
     run.history = list(state.get("history", []))
     run.timing = dict(state.get("timing", run.timing))
@@ -283,24 +285,27 @@ def _restore(run: _Run) -> Tuple[int, int]:
     return int(state["epoch"]), int(state["taken"])
 
 
-def _save_checkpoint(run: _Run, step: int) -> None:
+def _save_checkpoint(run: Run, step: int) -> None:
     if run.ckpt is None:
         return
     if run.is_main and run.batches is not None:
         opt_tensors, opt_meta = optimizer_tensors(run.opt)
         tensors = {f"lens.{k}": v for k, v in run.tr.state_tensors().items()}
         tensors.update(opt_tensors)
+        if run.start is not None:
+            tensors.update({"start.weight": run.start[0].cpu().contiguous(), "start.bias": run.start[1].cpu().contiguous()})
         state = {
             "step": step, "epoch": run.batches.epoch, "taken": run.batches.taken, "plan": run.plan.to_dict(),
             "optimizer": opt_meta, "history": run.history, "timing": run.timing,
             "model_name": run.adapter.model_name, "fingerprint": run.adapter.fingerprint.to_json(),
             "data_sha256": run.stream.sha256,
+            "selection": run.selection,
         }
         run.ckpt.save(tensors, state)
     run.dist.barrier()
 
 
-def _initialise(run: _Run) -> None:
+def _initialise(run: Run) -> None:
     """The translators' start: least squares on the training windows, a given lens, or the identity."""
     t0 = time.perf_counter()
     init = run.settings.init
@@ -309,44 +314,18 @@ def _initialise(run: _Run) -> None:
             run.tr.weight.copy_(init.translators.weight.to(run.adapter.device))
             run.tr.bias.copy_(init.translators.bias.to(run.adapter.device))
     elif run.plan.init == "lstsq":
-        W, b, n = _lstsq_start(run)
+        W, b, n = lstsq_start(run)
         with torch.no_grad():
             run.tr.weight.copy_(W.to(run.adapter.device))
             run.tr.bias.copy_(b.to(run.adapter.device))
         run.timing["init_tokens"] = n * run.plan.window
+    constrain(run)
+    run.start = (run.tr.weight.detach().cpu().clone(), run.tr.bias.detach().cpu().clone())
     run.timing["init_s"] = time.perf_counter() - t0
     _save_checkpoint(run, 0)
 
 
-def _lstsq_start(run: _Run) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """Least squares over the first ``init_windows`` training windows, each read once (split over processes)."""
-    from tqdm.auto import tqdm
-
-    a, p, dist = run.adapter, run.plan, run.dist
-    sites = run.tr.sites
-    stats = LstsqStats(len(sites), a.d_model, scale_invariant_norm(a))
-    n_init = min(p.init_windows, run.stream.available)
-    per = max(1, p.batch_size // p.grad_accum) * dist.world
-    bar = tqdm(total=n_init, desc="lstsq start", unit="win", disable=not (run.settings.progress and run.is_main), leave=False)
-    it = run.stream.train_windows()
-    done = 0
-    while done < n_init:
-        m = min(per, n_init - done)
-        toks = torch.stack([next(it) for _ in range(m)])[dist.rank :: dist.world]
-        if toks.shape[0]:
-            streams = capture(a, toks, sites)
-            F = streams[run.final].reshape(-1, a.d_model)
-            stats.add(torch.stack([streams[s].reshape(F.shape[0], -1) for s in sites]), F)
-        done += m
-        bar.update(m)
-    bar.close()
-    dist.all_sum(stats.xtx)
-    dist.all_sum(stats.xty)
-    W, b = stats.solve(p.ridge)
-    return W, b, n_init
-
-
-def _refine(run: _Run) -> None:
+def _refine(run: Run) -> None:
     """The KL refinement steps, with checkpoints and the progress bar."""
     from tqdm.auto import tqdm
 
@@ -372,7 +351,7 @@ def _refine(run: _Run) -> None:
     bar.close()
 
 
-def _step(run: _Run, step: int, lr: float) -> float:
+def _step(run: Run, step: int, lr: float) -> float:
     """One optimizer step over a global batch (micro-batches, processes); returns the mean KL."""
     p, dist, tr = run.plan, run.dist, run.tr
     for group in run.opt.param_groups:
@@ -406,11 +385,13 @@ def _step(run: _Run, step: int, lr: float) -> float:
     loss = float(parts[0] / parts[1])
     _check_finite(run, step, lr, loss, grads=True)
     run.opt.step()
+    if run.plan.translator != "affine":
+        constrain(run)
     _check_finite(run, step, lr, loss, grads=False)
     return loss
 
 
-def _check_finite(run: _Run, step: int, lr: float, loss: float, *, grads: bool) -> None:
+def _check_finite(run: Run, step: int, lr: float, loss: float, *, grads: bool) -> None:
     every = run.settings.checkpoint_every
     last = f"step {(step // every) * every} in {run.ckpt.dir}" if run.ckpt else "none (no checkpoint_dir)"
     if grads and (not math.isfinite(loss) or not bool(torch.isfinite(run.tr.weight.grad).all())):
@@ -430,7 +411,7 @@ def _check_finite(run: _Run, step: int, lr: float, loss: float, *, grads: bool) 
         )
 
 
-def _finish(run: _Run) -> TunedLens:
+def _finish(run: Run) -> TunedLens:
     """Validate, build the config (plan, data, metrics, loss curve) and return the lens."""
     p, tr = run.plan, run.tr
     metrics: Dict[str, Any] = {}
@@ -453,7 +434,7 @@ def _finish(run: _Run) -> TunedLens:
     config["training"] = dict(
         p.to_dict(), processes=run.dist.world, resumed=run.resumed, data_windows=run.stream.available,
         text_tokens=min(p.train_windows, run.stream.available) * p.window, val_windows=n_val,
-        val_tokens=n_val * p.window, notes=list(run.notes),
+        val_tokens=n_val * p.window, notes=list(run.notes), selection=run.selection,
     )
     config["corpus"] = run.settings.corpus if run.settings.corpus is not None else describe_data(run.data)
     config["metrics"] = metrics
