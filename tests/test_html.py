@@ -180,3 +180,16 @@ def test_logit_attribution_and_direction_readout(model):
     assert NASTY not in markup and NASTY in text and "promotes" in text
     for d in range(3):
         assert f"{out.top_labels[d][0]!r} {float(out.top_logits[d, 0]):+.2f}" in text
+
+
+def test_component_lens_result(model):
+    out = lensbox.component_lens(model, torch.arange(5, 11)[None])
+    out.model_name = NASTY
+    markup = out._repr_html_()
+    text = parse(markup)
+    assert NASTY not in markup and NASTY in text and out.norm_meaning in text
+    p = out.tokens.shape[1] - 1
+    for ci, comp in enumerate(out.components):
+        assert comp.name in text
+        assert f"{out.top_labels[0][ci][p][0]} {float(out.top_logits[0, ci, p, 0]):+.2f}" in text
+        assert f"{out.bottom_labels[0][ci][p][0]} {float(out.bottom_logits[0, ci, p, 0]):+.2f}" in text

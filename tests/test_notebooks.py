@@ -36,6 +36,7 @@ EXPECT = {
     "quickstart": dict(html=[LENS_HTML, "kl_final"], png=1, plotly=True, widgets=False),
     "from_transformerlens": dict(html=[LENS_HTML], png=0, plotly=False, widgets=False),
     "tuned_lens": dict(html=["<b>TunedLens</b>", "<b>LensEvaluation</b>", LENS_HTML], png=2, plotly=False, widgets=True),
+    "components": dict(html=["<b>component lens</b>", "<b>LogitAttribution</b>"], png=3, plotly=False, widgets=False),
     "probes": dict(html=["<b>InputProbe</b>", "<b>ProbeEvaluation</b>", "layer_depth"], png=2, plotly=False, widgets=True),
 }
 

@@ -25,13 +25,13 @@ chunk of rows, not once per component.
 """
 
 import dataclasses
-import html
 from typing import Any, Dict, List, Literal, Optional, Sequence
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .. import _html
 from .._errors import InputError, SiteError
 from ..core import Analyzer, analyze
 from ..core._adapter import Inputs, ModelAdapter, ModelLike
@@ -193,16 +193,20 @@ class ComponentLensResult:
             f"[{self.components[0].name} .. {self.components[-1].name}], positions={p}, k={self.top_ids.shape[-1]})"
         )
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self, k: int = 3) -> str:
+        """Jupyter's rich display: at the last position of batch row 0, per component, the ``k`` tokens it
+        promotes and suppresses most, with their logits."""
         p = self.tokens.shape[1] - 1
-        body = []
-        for ci, comp in enumerate(self.components):
-            top = ", ".join(html.escape(t) for t in self.top_labels[0][ci][p])
-            bot = ", ".join(html.escape(t) for t in self.bottom_labels[0][ci][p])
-            body.append(f"<tr><th>{comp.name}</th><td>{top}</td><td>{bot}</td></tr>")
-        return (
-            f"<div><b>component lens</b> on {html.escape(self.model_name)}, last position; {html.escape(self.norm_meaning)}"
-            f"<table><tr><th>component</th><th>promotes</th><th>suppresses</th></tr>{''.join(body)}</table></div>"
+
+        def side(labels: List[str], logits: Tensor) -> str:
+            return ", ".join(f"{t} {v:+.2f}" for t, v in zip(labels[:k], logits[:k].tolist()))
+
+        rows = [[c.name, side(self.top_labels[0][ci][p], self.top_logits[0, ci, p]),
+                 side(self.bottom_labels[0][ci][p], self.bottom_logits[0, ci, p])] for ci, c in enumerate(self.components)]
+        return _html.block(
+            _html.heading("component lens", f"on {self.model_name}, last position ({self.input_labels[0][p]})"),
+            _html.table(["component", "promotes (logit)", "suppresses (logit)"], rows),
+            note=self.norm_meaning,
         )
 
 
