@@ -192,7 +192,7 @@ def combine(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
 
     lenses = [k for k in row["top1_agree"]]
     row["worse_than_uniform"] = {c: worse(c, "uniform") for c in lenses}
-    row["worse_than_logit"] = {c: worse(c, "logit") for c in lenses if c != "logit"}
+    row["worse_than_logit"] = {c: worse(c, "logit") for c in lenses if c != "logit" and "logit" in row["kl"]}
     return row
 
 
@@ -415,9 +415,11 @@ def target_lines(out: Dict[str, Any]) -> List[str]:
     if not dom or not dom[0]["domain"].startswith("Botchan"):
         return lines + ["* not evaluated yet", ""]
     ind = dom[0]["mean_kl_no_embed"]
+    if len(dom) == 1:
+        lines.append("* out of domain: the 'after' lens was not evaluated on any held-out domain in this run")
     worse = [(r["domain"], len(r["worse_than_uniform"]["after"])) for r in dom[1:]]
-    lines.append("* never worse than uniform at any site out of domain: "
-                 + ("met" if all(k == 0 for _, k in worse) else "not met: " + ", ".join(f"{d}: {k} sites" for d, k in worse if k)))
+    lines.append("* never worse than uniform at any site out of domain: " + ("not evaluated" if len(dom) == 1 else "")
+                 + ("" if len(dom) == 1 else "met" if all(k == 0 for _, k in worse) else "not met: " + ", ".join(f"{d}: {k} sites" for d, k in worse if k)))
     ratios = [(r["domain"], r["mean_kl_no_embed"]["after"] / r["mean_kl_no_embed"]["logit"]) for r in dom]
     lines.append("* after / logit <= 0.35 on every domain (without the embeddings): "
                  + ("met" if all(x <= 0.35 for _, x in ratios) else "not met: " + ", ".join(f"{d}: {x:.2f}" for d, x in ratios if x > 0.35)))
