@@ -404,6 +404,9 @@ def test_sigint_in_a_real_process_leaves_no_partial_csv(tmp_path):
     script = textwrap.dedent(
         """
         import os, signal, sys
+        # A process started in the background by a non-interactive shell inherits SIGINT ignored;
+        # a user's terminal delivers it to Python's default handler, as restored here.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import lensbox.lenses
         from lensbox.cli import _common, main
 

@@ -120,7 +120,11 @@ def test_notebook_page_on_the_site(path):
     assert (site / "notebooks" / path.name).read_bytes() == path.read_bytes(), "the download is not the notebook"
     assert f'href="../{path.name}"' in page and f'download="{path.name}"' in page
     want = EXPECT[path.stem]
-    assert page.count('src="data:image/png;base64,') >= want["png"]
+    # The docs hook writes each inline figure to site/figures/ and links it for zooming.
+    figures = re.findall(r'<img[^>]+src="(?:data:image/png;base64,|\.\./\.\./figures/[0-9a-f]+\.png")', page)
+    assert len(figures) >= want["png"], (len(figures), want["png"])
+    for name in re.findall(r'src="\.\./\.\./(figures/[0-9a-f]+\.png)"', page):
+        assert (site / name).stat().st_size > 1000, name
     for marker in want["html"]:
         assert marker.replace('"', "&quot;") in page or marker in page, marker
     scripts = re.findall(r'<script[^>]+src="([^"]+)"', page)

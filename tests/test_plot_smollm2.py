@@ -25,7 +25,7 @@ def render_warnings(fig):
 
 def test_english_heatmap_on_smollm2(model):
     r = lensbox.logit_lens(model, "The capital of France is Paris. The capital of Germany is")
-    fig = plot_heatmap(r, label_chars=20)
+    fig = plot_heatmap(r, label_chars=20, max_width=None)  # every position, not the docs column's share
     texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in heatmap_cell_texts(fig)}
     last_row, last_col = len(r.sites) - 1, r.tokens.shape[1] - 1
     # This run's final top-1 after "... The capital of Germany is" is " Berlin".
