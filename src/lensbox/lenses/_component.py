@@ -399,8 +399,9 @@ def component_lens(
         norm: ``"frozen"`` (the final norm's scale from the final residual stream: linear, the
             components add up; TransformerLens's convention) or ``"own"`` (each output normalised
             on its own, as the logit lens would decode it). The result states which.
-        chunk_rows, chunk_vocab: the work chunk ((component, position) rows x vocabulary columns); memory grows with
-            it, never with ``components x positions x vocabulary``.
+        chunk_rows: rows of the work chunk ((component, position) rows); memory grows with it, never
+            with ``components x positions x vocabulary``.
+        chunk_vocab: vocabulary columns of the work chunk.
         prepend_bos: whether text gets the model's BOS token first (default: the model's own setting).
         fwd_hooks: TransformerLens ``(hook name, function)`` pairs that edit the forward pass
             (see `lensbox.analyze`); the components are read from the edited run.

@@ -199,7 +199,9 @@ class TunedLens(LensAnalyzer):
         path: a saved lens directory to load (``analyze(..., [('tuned_lens', {'path': d})])``).
         sites: which sites to decode (default: every site the lens has, plus the final site).
         include_mid: when ``sites`` is a spec such as 'all', also take resid_mid sites.
-        k, chunk_rows, on_nonfinite: as for `LogitLens`.
+        k: as for `LogitLens`.
+        chunk_rows: as for `LogitLens`.
+        on_nonfinite: as for `LogitLens`.
         check_fingerprint: refuse to run on a model other than the one the lens was
             trained for (`ModelError`); False overrides.
         config: metadata (model, training settings, corpus, metrics) kept with the lens.

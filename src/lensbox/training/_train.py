@@ -86,23 +86,27 @@ def train_tuned_lens(
             (`lensbox.data.default_training_texts`: English prose, drama and technical
             text, Python code, the Debian handbook in several languages), fetched once; the
             lens records what it was trained on in ``lens.config["corpus"]``.
-        sites, include_mid: translator sites (default: embed and every resid_post but the last;
-            ``include_mid`` adds every resid_mid).
-        steps / token_budget: how much to train. ``token_budget`` is the number of training
-            tokens read: ``token_budget // window`` windows, all read by the least-squares
-            start, and ``windows // batch_size`` refinement steps over them; any rounding is
-            printed and recorded in ``lens.config["training"]["notes"]``. ``steps`` trains
-            ``steps x batch_size`` windows. Default: 100 steps.
+        sites: translator sites (default: embed and every resid_post but the last).
+        include_mid: also a translator at every resid_mid.
+        steps: refinement steps; trains ``steps x batch_size`` windows. Default (with no
+            ``token_budget``): 100 steps.
+        token_budget: how much to train, in training tokens read: ``token_budget // window``
+            windows, all read by the least-squares start, and ``windows // batch_size``
+            refinement steps over them; any rounding is printed and recorded in
+            ``lens.config["training"]["notes"]``.
         batch_size: windows per optimizer step (over all processes together).
         grad_accum: split each step into this many micro-batches (memory, not maths).
         window: tokens per window (no BOS is added).
-        lr, schedule, warmup_steps: learning rate (default for Adam: 1e-4 after the least-squares
-            start or a warm start, 1e-3 from the identity; 1.0 for SGD), decay, warm-up steps.
+        lr: learning rate (default for Adam: 1e-4 after the least-squares start or a warm start,
+            1e-3 from the identity; 1.0 for SGD).
+        schedule: the learning rate's decay.
+        warmup_steps: warm-up steps.
         optimizer: 'adam' or 'sgd' (Nesterov momentum 0.9, like tuned-lens).
         weight_decay: decay of the translators towards the identity.
         seed: every random choice (split, shuffle, pair sampling) derives from it.
-        val_fraction, max_val_tokens: held-out validation windows (never trained on, not part of
-            the budget); their token count is printed and recorded.
+        val_fraction: the share of windows held out for validation (never trained on, not part
+            of the budget); their token count is printed and recorded.
+        max_val_tokens: at most this many validation tokens.
         init: 'lstsq' (closed-form least squares), 'identity', or a TunedLens to continue.
         init_tokens: tokens for the least-squares start (default: all the training windows; part
             of the budget, never more than it).
@@ -123,8 +127,9 @@ def train_tuned_lens(
             estimate of the full objective); None for every site.
         chunk_rows: rows per ``[rows, vocab]`` work buffer.
         shuffle_buffer: windows in the shuffle buffer.
-        checkpoint_dir, checkpoint_every, resume: atomic checkpoints every N steps;
-            ``resume=True`` continues the run saved there (same plan required).
+        checkpoint_dir: folder for atomic checkpoints.
+        checkpoint_every: a checkpoint every N steps.
+        resume: continue the run saved in ``checkpoint_dir`` (same plan and data required).
         progress: progress bars and the plan of the run on stderr.
         callback: ``callback(step, info)`` after every optimizer step.
         distributed: use torch.distributed (default: when launched by torchrun).
