@@ -243,17 +243,20 @@ def _windows(adapter: ModelAdapter, data: Any, window: int, max_tokens: Optional
 
 def _accumulate(
     adapter: ModelAdapter,
-    decoder: Decoder,
-    rows: Dict[int, Tensor],
+    lens_rows: Dict[str, Tuple[Decoder, Dict[int, Tensor]]],
+    base: Dict[str, Tensor],
     final: Tensor,
     targets: Tensor,
-    acc: Tensor,
+    sums: Dict[str, Tensor],
+    base_sums: Tensor,
     chunk_rows: int,
 ) -> None:
-    """Add one lens's KL, cross-entropy, top-1 agreement and row count per site into ``acc [4, site]``.
+    """Add every lens's and every baseline's KL, cross-entropy, top-1 agreement and row count.
 
-    ``rows[i]`` is site ``i``'s prepared stream ``[n, d_model]``; ``final`` the final stream
-    ``[n, d_model]``; ``targets`` the next token per row (-1: none).
+    ``lens_rows[name] = (decoder, rows)`` where ``rows[i]`` is site ``i``'s prepared stream
+    ``[n, d_model]``, summed into ``sums[name] [4, site]``; each baseline's log-probs (``base``)
+    are summed into ``base_sums [4, baseline]``. ``final`` is the final stream ``[n, d_model]``,
+    decoded once per chunk of rows for all of them; ``targets`` the next token per row (-1: none).
     """
     n = final.shape[0]
     for p0 in range(0, n, chunk_rows):
@@ -263,15 +266,24 @@ def _accumulate(
         ftop = flp.argmax(-1)
         tgt = targets[p0:p1]
         has = tgt >= 0
-        for i, stream in rows.items():
-            lp = log_softmax(decoder.decode(adapter, stream[p0:p1]))
-            kl = kl_divergence(flp, lp, ref_probs=fp)
-            ce = -lp.gather(1, tgt.clamp(min=0)[:, None])[:, 0]
-            acc[0, i] += kl.double().clamp(min=0).sum()
-            acc[1, i] += ce[has].double().sum()
-            acc[2, i] += (lp.argmax(-1) == ftop).double().sum()
-            acc[3, i] += p1 - p0
-            del lp
+        for j, blp in enumerate(base.values()):
+            blp = blp.to(flp.device, flp.dtype)
+            kl = kl_divergence(flp, blp.expand_as(flp), ref_probs=fp)
+            base_sums[0, j] += kl.double().clamp(min=0).sum()
+            base_sums[1, j] += (-blp[tgt.clamp(min=0)])[has].double().sum()
+            base_sums[2, j] += (ftop == int(blp.argmax())).double().sum()
+            base_sums[3, j] += p1 - p0
+        for name, (decoder, rows) in lens_rows.items():
+            acc = sums[name]
+            for i, stream in rows.items():
+                lp = log_softmax(decoder.decode(adapter, stream[p0:p1]))
+                kl = kl_divergence(flp, lp, ref_probs=fp)
+                ce = -lp.gather(1, tgt.clamp(min=0)[:, None])[:, 0]
+                acc[0, i] += kl.double().clamp(min=0).sum()
+                acc[1, i] += ce[has].double().sum()
+                acc[2, i] += (lp.argmax(-1) == ftop).double().sum()
+                acc[3, i] += p1 - p0
+                del lp
         del flp, fp
 
 
@@ -355,14 +367,18 @@ def evaluate(
             targets = torch.full((B, T), -1, dtype=torch.long, device=toks.device)
             targets[:, :-1] = toks[:, 1:]
             F = streams[final].reshape(B * T, -1)
-            _accumulate_baselines(adapter, base_logprobs, F, targets.reshape(-1), base_sums, chunk_rows)
-            for name, (decoder, lens_sites) in resolved.items():
-                rows = {
-                    i: decoder.prepare(adapter, s, streams[s], toks).reshape(B * T, -1)
-                    for i, s in enumerate(union)
-                    if s in lens_sites
-                }
-                _accumulate(adapter, decoder, rows, F, targets.reshape(-1), sums[name], chunk_rows)
+            lens_rows = {
+                name: (
+                    decoder,
+                    {
+                        i: decoder.prepare(adapter, s, streams[s], toks).reshape(B * T, -1)
+                        for i, s in enumerate(union)
+                        if s in lens_sites
+                    },
+                )
+                for name, (decoder, lens_sites) in resolved.items()
+            }
+            _accumulate(adapter, lens_rows, base_logprobs, F, targets.reshape(-1), sums, base_sums, chunk_rows)
             bar.update(B)
     bar.close()
     ce_count = toks_all.shape[0] * (toks_all.shape[1] - 1)
@@ -404,27 +420,6 @@ def _baseline_logprobs(adapter: ModelAdapter, unigram: Optional[Tensor]) -> Dict
             )
         out["unigram"] = (u / u.sum()).log().float()
     return out
-
-
-def _accumulate_baselines(
-    adapter: ModelAdapter, base: Dict[str, Tensor], final: Tensor, targets: Tensor, acc: Tensor, chunk_rows: int
-) -> None:
-    """Add each baseline's KL(final || baseline), cross-entropy, top-1 agreement and row count into ``acc [4, b]``."""
-    n = final.shape[0]
-    for p0 in range(0, n, chunk_rows):
-        p1 = min(n, p0 + chunk_rows)
-        flp = log_softmax(Decoder().decode(adapter, final[p0:p1]))
-        fp = flp.exp()
-        ftop = flp.argmax(-1)
-        tgt = targets[p0:p1]
-        has = tgt >= 0
-        for j, lp in enumerate(base.values()):
-            lp = lp.to(flp.device, flp.dtype)
-            kl = kl_divergence(flp, lp.expand_as(flp), ref_probs=fp)
-            acc[0, j] += kl.double().clamp(min=0).sum()
-            acc[1, j] += (-lp[tgt.clamp(min=0)])[has].double().sum()
-            acc[2, j] += (ftop == int(lp.argmax())).double().sum()
-            acc[3, j] += p1 - p0
 
 
 def _warn_worse(ev: LensEvaluation, lenses: List[str], logit: Optional[str]) -> None:
