@@ -93,19 +93,44 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _stored(path: Path, key: str) -> Path:
+    return _cache_dir() / f"{path.stem}-{key[:20]}.ipynb"
+
+
+def cached(path: Path) -> bool:
+    """Whether an executed copy of this notebook's current content is in the cache."""
+    if os.environ.get("LENSBOX_NOTEBOOKS_FRESH") == "1":
+        return False
+    return _stored(Path(path), content_key(Path(path))).is_file()
+
+
+def from_cache(path: Path) -> "tuple[Any, float, bool] | None":
+    """``(executed notebook, seconds, True)`` from the cache, or None when its current content is not there."""
+    import nbformat
+
+    path = Path(path)
+    key = content_key(path)
+    stored = _stored(path, key)
+    if not stored.is_file():
+        return None
+    done = nbformat.read(stored, as_version=4)
+    if done.metadata.get("lensbox", {}).get("key") != key:
+        return None
+    return _with_prose(path, done), float(done.metadata["lensbox"]["seconds"]), True
+
+
 def execute(path: Path, *, fresh: bool = False) -> tuple[Any, float, bool]:
     """``(executed notebook, seconds its execution took, whether it was read from the cache)``."""
     import nbformat
 
     path = Path(path)
     fresh = fresh or os.environ.get("LENSBOX_NOTEBOOKS_FRESH") == "1"
+    got = None if fresh else from_cache(path)
+    if got is not None:
+        return got
     key = content_key(path)
-    cache = _cache_dir()
-    stored = cache / f"{path.stem}-{key[:20]}.ipynb"
-    if stored.is_file() and not fresh:
-        done = nbformat.read(stored, as_version=4)
-        if done.metadata.get("lensbox", {}).get("key") == key:
-            return _with_prose(path, done), float(done.metadata["lensbox"]["seconds"]), True
+    stored = _stored(path, key)
+    cache = stored.parent
     nb, seconds = _run(path)
     nb.metadata["lensbox"]["key"] = key
     cache.mkdir(parents=True, exist_ok=True)

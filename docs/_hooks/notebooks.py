@@ -4,7 +4,9 @@ For each notebook the build
 
 * executes it in a real Jupyter kernel through ``scripts/run_notebooks.py`` (which keeps the
   executed copy in lensbox's cache under a content hash, so the test suite and later builds
-  of the same tree reuse it instead of executing again; a cell that raises fails the build);
+  of the same tree reuse it instead of executing again; a cell that raises fails the build).
+  The notebooks not cached yet run in a background process started when the build collects
+  its files, so they execute while the example pages render; each notebook page waits for it;
 * writes a page ``notebooks/<name>.md`` from the executed copy: markdown cells as they are,
   code cells as Python blocks, outputs as the page shows them: text in plain blocks, rich
   HTML displays as they are, figures as inline PNG images, plotly figures drawn by a local
@@ -117,20 +119,103 @@ def notebook_page(nb: Any, name: str, plotly_src: str) -> tuple[str, bool]:
     return "\n\n".join(parts) + "\n", uses_plotly
 
 
+#: The background run of scripts/run_notebooks.py started by on_files, and the notebooks' paths by page.
+_state: dict = {"proc": None, "pages": {}}
+
+
+def _start_background(runner: Any) -> None:
+    """Execute every notebook not cached yet in another process while the other pages build.
+
+    The pages read the executed copies from the cache (``on_page_markdown``); when that run
+    failed, the page executes its notebook in this process, so the failing cell fails the build.
+    """
+    import os
+    import subprocess
+    import sys
+
+    proc = _state.get("proc")
+    if proc is not None and proc.poll() is None:
+        proc.wait()
+    _state["background_ok"] = True
+    if all(runner.cached(path) for path in runner.notebooks()):
+        _state["proc"] = None
+        return
+    import tempfile
+
+    log_file = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # not a pipe: a full pipe would stall the run
+    _state["log"] = log_file
+    # One thread each while both run: two processes with a thread per core each would spin-wait
+    # against one another (OpenMP) and take several times the CPU.
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    _state["proc"] = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "run_notebooks.py")], cwd=str(ROOT), env=env,
+        stdout=log_file, stderr=subprocess.STDOUT, text=True,
+    )
+    _set_threads(1)
+
+
+def _set_threads(n: "int | None") -> None:
+    """Torch's threads in this process: ``n``, or back to what they were (None)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if n is None:
+        if "threads" in _state:
+            torch.set_num_threads(_state.pop("threads"))
+        return
+    _state.setdefault("threads", torch.get_num_threads())
+    torch.set_num_threads(n)
+
+
 def on_files(files: Any, config: Any) -> Any:
     runner = _runner()
-    any_plotly = False
+    _start_background(runner)
+    _state["pages"] = {}
     for path in runner.notebooks():
-        nb, seconds, cached = runner.execute(path)
-        log.info("notebooks: %s %s (%.1f s)", path.name, "read back from the cache" if cached else "executed", seconds)
-        up = "../../" if config["use_directory_urls"] else "../"  # from the page's folder to the site root
-        page, uses_plotly = notebook_page(nb, path.stem, up + PLOTLY_JS)
-        any_plotly |= uses_plotly
-        files.append(File.generated(config, f"notebooks/{path.stem}.md", content=page))
+        src = f"notebooks/{path.stem}.md"
+        _state["pages"][src] = path
+        files.append(File.generated(config, src, content=f"# {path.stem}\n"))  # replaced by on_page_markdown
         files.append(File.generated(config, f"notebooks/{path.name}", abs_src_path=str(path)))
-    if any_plotly:
-        import plotly
-
-        js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    js = _plotly_js()
+    if js is not None:
         files.append(File.generated(config, PLOTLY_JS, abs_src_path=str(js)))
     return files
+
+
+def _plotly_js() -> "Path | None":
+    try:
+        import plotly
+    except ImportError:
+        return None
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    path = _state["pages"].get(page.file.src_uri)
+    proc = _state.get("proc")
+    if path is None:
+        if proc is not None and proc.poll() is not None:
+            _set_threads(None)  # the background run is over: every core for the pages again
+        return markdown
+    if proc is not None:
+        proc.wait()
+        _set_threads(None)
+        log_file = _state.pop("log")
+        log_file.seek(0)
+        out = log_file.read()
+        log_file.close()
+        for line in out.splitlines():
+            if line.strip() and "Kernel is running over TCP" not in line:
+                log.info("notebooks (background): %s", line)
+        _state["proc"] = None
+        _state["background_ok"] = proc.returncode == 0
+    runner = _runner()
+    got = runner.from_cache(path) if _state.get("background_ok", True) else None
+    nb, seconds, cached = got if got is not None else runner.execute(path)
+    log.info("notebooks: %s %s (%.1f s)", path.name, "read from the cache" if cached else "executed", seconds)
+    up = "../../" if config["use_directory_urls"] else "../"  # from the page's folder to the site root
+    page_md, uses_plotly = notebook_page(nb, path.stem, up + PLOTLY_JS)
+    if uses_plotly and _plotly_js() is None:
+        raise RuntimeError(f"{path.name} draws plotly figures but plotly is not installed: pip install plotly")
+    return page_md

@@ -25,9 +25,10 @@ DEFAULT_MIX: Tuple[Tuple[str, str], ...] = (
     ("debian-handbook:ru", "Russian"),
     ("debian-handbook:es", "Spanish"),
 )
-#: Characters taken from each corpus, and the size of one interleaved block.
+#: Characters taken from each corpus, and the size of one interleaved block (small, so that even
+#: a budget of a few thousand tokens reads every corpus of the mix).
 CHARS_PER_CORPUS = 120_000
-BLOCK_CHARS = 3_000
+BLOCK_CHARS = 1_000
 
 
 def _blocks(text: str, size: int) -> List[str]:
