@@ -78,16 +78,16 @@ def held_out_domains() -> List[Dict[str, Any]]:
 def domain_text(spec: Dict[str, Any], chars: int) -> str:
     """At least ``chars`` characters of a domain's text: the picked file first, then the corpus's
     files from the *end* of their sorted order (the default mix reads each corpus from its start)."""
-    from lensbox.data import fetch_corpus, read_texts
+    from lensbox.data import fetch_corpus, iter_texts
 
     if "path" in spec:
         return Path(spec["path"]).read_text(encoding="utf-8")
-    paths = sorted(fetch_corpus(spec["corpus"], progress=False), key=str, reverse=True)
+    paths = sorted((p for p in fetch_corpus(spec["corpus"], progress=False) if p.stat().st_size > 0), key=str, reverse=True)
     pick = spec.get("pick")
     if pick:
         paths = sorted(paths, key=lambda p: pick not in str(p).lower())
     out, n = [], 0
-    for text in read_texts(paths):
+    for text in iter_texts(paths):
         out.append(text)
         n += len(text)
         if n >= chars:

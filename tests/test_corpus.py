@@ -442,3 +442,28 @@ def test_handbook_pages_keep_only_translated_paragraphs(tmp_path):
     written, english, kept, total = _handbook._write_pages(pages, "fr-FR", tmp_path / "out")
     assert written == ["a.txt"] and 0 < kept < total
     assert (tmp_path / "out" / "a.txt").read_text() == "Un paragraphe traduit en fran\u00e7ais, assez long pour rester.\n"
+
+
+def test_default_mix_interleaves_every_corpus_and_skips_empty_files(tmp_path, monkeypatch):
+    """The default training text reads each corpus up to its share, skipping empty files (Django ships
+    empty __init__.py files), and interleaves blocks so that the first blocks hold every corpus."""
+    from lensbox.data import _corpora as corpora_mod
+    from lensbox.data import _mixed
+
+    files = {}
+    for name in ("a", "b", "c"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "0_empty.py").write_text("", encoding="utf-8")
+        (d / "1.txt").write_text("".join(f"{name} line {i}\n" for i in range(400)), encoding="utf-8")
+        files[name] = sorted(d.iterdir())
+    monkeypatch.setattr(corpora_mod, "fetch_corpus", lambda name, progress=True: files[name])
+    mix = (("a", "first"), ("b", "second"), ("c", "third"))
+    texts, desc = _mixed.default_training_texts(mix=mix, chars_per_corpus=2_000, progress=False)
+    assert [p["corpus"] for p in desc["corpora"]] == ["a", "b", "c"]
+    assert all(p["chars"] == 2_000 for p in desc["corpora"])
+    assert desc["chars"] == sum(map(len, texts)) == 6_000
+    # round robin: block i of a, b, c, then block i + 1 ...
+    firsts = [t[0] for t in texts]
+    assert firsts[:3] == ["a", "b", "c"] and firsts[3:6] == ["a", "b", "c"]
+    assert all(len(t) < _mixed.BLOCK_CHARS + 40 for t in texts)

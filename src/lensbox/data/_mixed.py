@@ -64,13 +64,14 @@ def default_training_texts(
     Ubuntu); elsewhere the error says so and names the alternatives.
     """
     from ._corpora import fetch_corpus
-    from ._text import read_texts
+    from ._text import iter_texts
 
     named = []
     parts = []
     for name, what in mix:
         got, n = [], 0
-        for text in read_texts(sorted(fetch_corpus(name, progress=progress), key=str)):
+        files = [p for p in sorted(fetch_corpus(name, progress=progress), key=str) if p.stat().st_size > 0]
+        for text in iter_texts(files):  # read one file at a time, up to chars_per_corpus
             got.append(text[: chars_per_corpus - n])
             n += len(got[-1])
             if n >= chars_per_corpus:
