@@ -128,6 +128,27 @@ def test_bad_inputs_are_refused(bridges: Any, tiny_tokenizer: Any, tiny_tokens: 
         lensbox.adapt(model).head_outputs(0, torch.zeros(1, 2, 4, 8), heads=[7])
 
 
+@pytest.mark.parametrize("bad", ["Paris France capital", 320, True, " the@text-without-tokenizer"])
+def test_attribution_and_token_plane_refuse_a_bad_token_alike(
+    bridges: Any, tiny_tokens: torch.Tensor, monkeypatch: pytest.MonkeyPatch, bad: Any
+) -> None:
+    """One reading of user tokens (core.token_id): the same bad token gets the same InputError from both callers."""
+    model = bridges("llama-raw")
+    if isinstance(bad, str) and bad.endswith("without-tokenizer"):
+        monkeypatch.setattr(model, "tokenizer", None)
+    errors = []
+    for call in (
+        lambda: logit_attribution(model, tiny_tokens, target=bad),
+        lambda: lensbox.token_plane_trajectory(model, tiny_tokens, (bad, 5)),
+    ):
+        with pytest.raises(lensbox.LensboxError) as info:
+            call()
+        errors.append(info.value)
+    a, b = errors
+    assert type(a) is type(b) is InputError
+    assert (a.expected, a.received) == (b.expected, b.received) and a.fix and b.fix
+
+
 def test_edited_run_is_attributed(bridges: Any, tiny_tokens: torch.Tensor) -> None:
     model = bridges("llama-raw")
 

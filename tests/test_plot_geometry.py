@@ -82,7 +82,7 @@ def test_token_plane_logits_match_model_output(model):
 
 
 def test_token_plane_rejects_bad_tokens(model):
-    with pytest.raises(InputError, match="not a single token"):
+    with pytest.raises(InputError, match="is not one token"):
         token_plane_trajectory(model, PROMPT, (" Maryanne-Josephine", " John"))
     with pytest.raises(InputError, match="same token"):
         token_plane_trajectory(model, PROMPT, (" Mary", " Mary"))

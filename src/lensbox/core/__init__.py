@@ -11,7 +11,8 @@ TransformerLens generation differs in):
   and the ``ModelLike`` alias for ``model=`` arguments.
 * ``_fingerprint.py``: `Fingerprint` (which model an artifact belongs to) and the one
   matching policy, `check_fingerprint`.
-* ``_tokens.py``: readable token labels (visible spaces, byte tokens joined into UTF-8).
+* ``_tokens.py``: readable token labels (visible spaces, byte tokens joined into UTF-8), and
+  `token_id`, the one reading of a token given by the user (an id or one token's text).
 * ``_analyzer.py``: the abstract `Analyzer` (``sites()``, ``run()``, ``needs_logits``).
 * ``_hooks.py``: edited activations: the ``fwd_hooks=`` pairs every entry point accepts
   (`FwdHooks`), validated and shape-checked by `check_fwd_hooks`.

@@ -459,6 +459,12 @@ class ModelAdapter:
 
         return token_label(self.tokenizer, int(token_id))
 
+    def token_id(self, token: Union[int, str], *, what: str = "token") -> int:
+        """The id of one token given as an id or as text that is exactly one token (else `InputError`)."""
+        from ._tokens import token_id
+
+        return token_id(self.tokenizer, self.d_vocab, token, what=what)
+
     def token_labels(self, ids: Union[Sequence[int], Tensor]) -> List[str]:
         """Readable labels for a sequence; byte tokens of one character are joined into UTF-8."""
         from ._tokens import sequence_labels

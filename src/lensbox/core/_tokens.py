@@ -1,4 +1,4 @@
-"""Readable labels for tokens.
+"""Readable labels for tokens, and one token read from user input (`token_id`).
 
 Tokenizers store tokens in private alphabets: byte-level BPE (GPT-2, SmolLM2,
 Llama 3, Qwen) maps every byte to a printable stand-in (a leading space becomes
@@ -18,11 +18,14 @@ it stands for and renders those bytes for people:
 import codecs
 import re
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .._errors import InputError
 
-__all__ = ["sequence_labels", "token_bytes", "token_label", "tokenizer_kind", "visible_text"]
+__all__ = ["TokenLike", "sequence_labels", "token_bytes", "token_id", "token_label", "tokenizer_kind", "visible_text"]
+
+TokenLike = Union[int, str]
+"""A token: its id, or a string that the tokenizer reads as exactly one token (e.g. ``" Mary"``)."""
 
 CONTINUATION = "↳"
 _VISIBLE = {"\n": "↵", "\t": "⇥", "\r": "␍"}
@@ -223,6 +226,51 @@ def token_bytes(tokenizer: Any, token_id: int) -> bytes:
             fix="check the id comes from this tokenizer (models may pad the vocabulary past the tokenizer's size)",
         )
     return data
+
+
+# --------------------------------------------------------------------- one token from user input
+def token_id(tokenizer: Any, d_vocab: int, token: TokenLike, *, what: str = "token") -> int:
+    """The id of ``token``: an id in ``0..d_vocab-1``, or text the tokenizer reads as exactly one token.
+
+    ``what`` names the argument in the messages (``"target"``, ``"minus"``, ``"token"``). Every
+    refusal is an `InputError` (the input is what needs to change): a value that is neither an int
+    nor a str, an id outside the vocabulary, text with no tokenizer to read it, or text that is
+    not exactly one token (the message lists the pieces it became).
+    """
+    if isinstance(token, bool) or not isinstance(token, (int, str)):
+        raise InputError(
+            f"Cannot read this {what} as a token.",
+            expected="a token id (int) or a string that is exactly one token, e.g. ' Mary'",
+            received=f"{type(token).__name__}: {token!r}",
+            fix=f"pass the token's text with its leading space or its id, e.g. {what}=' Mary' or {what}=1234",
+        )
+    if isinstance(token, int):
+        if not 0 <= token < d_vocab:
+            raise InputError(
+                f"The {what} token id is outside the vocabulary.",
+                expected=f"an id in 0..{d_vocab - 1}",
+                received=str(token),
+                fix="take the id from this model's tokenizer",
+            )
+        return token
+    if tokenizer is None:
+        raise InputError(
+            f"The model has no tokenizer, so the {what} given as text cannot be read.",
+            expected="a token id (int), or a model with model.tokenizer set",
+            received=f"{token!r} and model.tokenizer is None",
+            fix=f"pass the {what} as a token id",
+        )
+    ids = [int(i) for i in tokenizer.encode(token, add_special_tokens=False)]
+    if len(ids) != 1:
+        pieces = [token_label(tokenizer, i) for i in ids]
+        example = f" (e.g. {what}={pieces[0]!r} or its id {ids[0]})" if ids else ""
+        raise InputError(
+            f"The {what} {token!r} is not one token for this tokenizer.",
+            expected="text the tokenizer reads as exactly one token",
+            received=f"{len(ids)} tokens: {pieces} (ids {ids})",
+            fix=f"pass one of these tokens{example}; mind the leading space (' Mary' vs 'Mary')",
+        )
+    return ids[0]
 
 
 # --------------------------------------------------------------------- rendering

@@ -31,9 +31,10 @@ from .._errors import InputError, ModelError
 from ..core._adapter import Inputs, ModelAdapter, ModelLike, adapt
 from ..core._hooks import FwdHooks, HookFn, check_fwd_hooks
 from ..core._sites import Site
+from ..core._tokens import TokenLike
 from ._decoders import logit_softcap
 
-TokenSpec = Union[int, str]
+TokenSpec = TokenLike
 """A token: its id, or a string that the tokenizer reads as exactly one token (e.g. ``" Mary"``)."""
 
 TargetSpec = Union[Literal["next", "top1"], int, str]
@@ -193,44 +194,6 @@ class LogitAttribution:
 
 
 # ---------------------------------------------------------------------------- targets
-def _token_id(adapter: ModelAdapter, token: TokenSpec, what: str) -> int:
-    if isinstance(token, bool) or not isinstance(token, (int, str)):
-        raise InputError(
-            f"Cannot read this {what} token.",
-            expected="a token id (int) or a string that is exactly one token",
-            received=f"{type(token).__name__}: {token!r}",
-            fix=f"e.g. {what}=' Mary' or {what}=1234",
-        )
-    if isinstance(token, int):
-        if not 0 <= token < adapter.d_vocab:
-            raise InputError(
-                f"The {what} token id is outside the vocabulary.",
-                expected=f"an id in 0..{adapter.d_vocab - 1}",
-                received=str(token),
-                fix="use an id of this model's tokenizer",
-            )
-        return token
-    tok = adapter.tokenizer
-    if tok is None:
-        raise ModelError(
-            "This model has no tokenizer, so a token given as text cannot be read.",
-            expected="a model with model.tokenizer set",
-            received="model.tokenizer is None",
-            fix=f"pass the {what} token as an id",
-        )
-    ids = list(tok.encode(token, add_special_tokens=False))
-    if len(ids) != 1:
-        pieces = [adapter.token_label(i) for i in ids]
-        raise InputError(
-            f"The {what} {token!r} is not one token.",
-            expected="a string the tokenizer reads as exactly one token",
-            received=f"{len(ids)} tokens: {pieces} (ids {ids})",
-            fix=f"attribute one of these tokens (e.g. {what}={pieces[0]!r} or its id {ids[0] if ids else '?'}), "
-            "often with its leading space",
-        )
-    return int(ids[0])
-
-
 def _target_ids(
     adapter: ModelAdapter, tokens: Tensor, target: TargetSpec, logits: Optional[Tensor]
 ) -> Tensor:
@@ -242,7 +205,7 @@ def _target_ids(
         if logits is None:
             raise InputError("internal: top1 needs logits", expected="logits", received="None", fix="report this")
         return logits.argmax(-1)
-    return torch.full_like(tokens, _token_id(adapter, target, "target"))
+    return torch.full_like(tokens, adapter.token_id(target, what="target"))
 
 
 # ---------------------------------------------------------------------------- the computation
@@ -381,7 +344,7 @@ def logit_attribution(
             received=f"{adapter.model_name} with ln1_post",
             fix="use heads=False (per-layer attn_out and mlp_out contributions stay exact)",
         )
-    minus_id = None if minus is None else _token_id(adapter, minus, "minus")
+    minus_id = None if minus is None else adapter.token_id(minus, what="minus")
     logits = None
     if isinstance(target, str) and target == "top1":
         logits = adapter.model.run_with_hooks(tokens, fwd_hooks=edits, return_type="logits")

@@ -15,7 +15,7 @@ pass with other analyzers through `lensbox.analyze`. Plotting lives in
 """
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float, Int
@@ -27,8 +27,7 @@ from .._errors import InputError
 from ..core import Analyzer, analyze
 from ..core._hooks import FwdHooks
 from ..core._sites import Site, SitesSpec
-
-TokenLike = Union[str, int]
+from ..core._tokens import TokenLike
 
 
 # --------------------------------------------------------------------------- norms
@@ -240,44 +239,6 @@ class TokenPlaneTrajectory:
         )
 
 
-def resolve_token(adapter: ModelAdapter, token: TokenLike) -> int:
-    """A single token id from an id or from text that tokenizes to exactly one token."""
-    if isinstance(token, bool) or not isinstance(token, (int, str)):
-        raise InputError(
-            "Cannot read this as a token.",
-            expected="a token id (int) or a string that is one token, e.g. ' Mary'",
-            received=f"{type(token).__name__}: {token!r}",
-            fix="pass the token's text (with its leading space) or its id",
-        )
-    if isinstance(token, int):
-        if not 0 <= token < adapter.d_vocab:
-            raise InputError(
-                "Token id outside the vocabulary.",
-                expected=f"an id in 0..{adapter.d_vocab - 1}",
-                received=str(token),
-                fix="take the id from the model's tokenizer",
-            )
-        return token
-    tok = adapter.tokenizer
-    if tok is None:
-        raise InputError(
-            "The model has no tokenizer, so token text cannot be looked up.",
-            expected="a model with a tokenizer, or token ids",
-            received=repr(token),
-            fix="pass token ids instead of strings",
-        )
-    ids = list(tok.encode(token, add_special_tokens=False))
-    if len(ids) != 1:
-        pieces = [adapter.token_label(i) for i in ids]
-        raise InputError(
-            f"{token!r} is not a single token for this tokenizer.",
-            expected="text that tokenizes to exactly one token",
-            received=f"{len(ids)} tokens: {pieces}",
-            fix="mind the leading space (' Mary' vs 'Mary'), choose a shorter word, or pass a token id",
-        )
-    return int(ids[0])
-
-
 class TokenPlaneAnalyzer(_ChosenSitesAnalyzer):
     """Analyzer ``token_plane``: a position's path across sites in the plane of two token directions.
 
@@ -325,7 +286,7 @@ class TokenPlaneAnalyzer(_ChosenSitesAnalyzer):
                 fix="pick a position inside the input, e.g. pos=-1 for the last token",
             )
         pos = self.pos % n
-        ids = (resolve_token(adapter, self.pair[0]), resolve_token(adapter, self.pair[1]))
+        ids = (adapter.token_id(self.pair[0]), adapter.token_id(self.pair[1]))
         if ids[0] == ids[1]:
             raise InputError(
                 "The two tokens are the same token; they span no plane.",
