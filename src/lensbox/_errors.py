@@ -2,9 +2,12 @@
 
 Every error lensbox raises on purpose is a `LensboxError`. Messages follow
 one layout: what was expected, what was received, and how to fix it.
+
+`check_int` and `check_choice` are the two option checks every layer shares (an integer
+option with a lower bound, a fixed-choice option); both raise `InputError`.
 """
 
-from typing import Optional
+from typing import Iterable, Optional
 
 
 class LensboxError(Exception):
@@ -53,3 +56,38 @@ class NonFiniteError(LensboxError, FloatingPointError):
 
 class ArtifactError(LensboxError, OSError):
     """A saved lens or probe directory that is missing files, corrupted or from the future."""
+
+
+def check_int(name: str, value: object, lowest: int = 1) -> None:
+    """Refuse ``value`` (an `InputError` naming option ``name``) unless it is an int >= ``lowest``; a bool is no int."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise InputError(
+            f"Invalid {name}.",
+            expected=f"an integer >= {lowest}",
+            received=f"{name}={value!r}",
+            fix=f"pass {name}={max(lowest, 1)} or more",
+        )
+
+
+def check_choice(
+    name: str,
+    value: object,
+    choices: Iterable[str],
+    *,
+    what: Optional[str] = None,
+    extra: str = "",
+    fix: Optional[str] = None,
+) -> None:
+    """Refuse ``value`` (an `InputError`) unless it is one of ``choices``.
+
+    ``what`` names the option in the message (default ``name``); ``extra`` is appended to the
+    list of choices (e.g. ``" or a TunedLens"``); ``fix`` replaces the default advice (the first choice).
+    """
+    options = tuple(choices)
+    if value not in options:
+        raise InputError(
+            f"Unknown {what or name}.",
+            expected=" | ".join(repr(c) for c in options) + extra,
+            received=f"{name}={value!r}",
+            fix=fix or f"pass {name}={options[0]!r}",
+        )

@@ -32,7 +32,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .. import _html
-from .._errors import InputError, SiteError
+from .._errors import InputError, SiteError, check_choice, check_int
 from ..core import Analyzer, analyze
 from ..core._adapter import Inputs, ModelAdapter, ModelLike
 from ..core._hooks import FwdHooks
@@ -252,16 +252,10 @@ class ComponentLens(Analyzer):
         chunk_rows: int = 512,
         chunk_vocab: int = 8192,
     ) -> None:
-        if norm not in COMPONENT_NORM_MEANING:
-            raise InputError(
-                "Unknown final-norm convention for the component lens.",
-                expected=" or ".join(repr(n) for n in COMPONENT_NORM_MEANING),
-                received=repr(norm),
-                fix="norm='frozen' (the final stream's scale, additive) or norm='own' (each output on its own)",
-            )
+        check_choice("norm", norm, COMPONENT_NORM_MEANING, what="final-norm convention for the component lens",
+                     fix="norm='frozen' (the final stream's scale, additive) or norm='own' (each output on its own)")
         for what, value in (("k", k), ("chunk_rows", chunk_rows), ("chunk_vocab", chunk_vocab)):
-            if value < 1:
-                raise InputError(f"{what} must be positive.", expected=f"{what} >= 1", received=str(value), fix=f"e.g. {what}=5")
+            check_int(what, value)
         self.site_spec, self.k, self.norm = sites, k, norm
         self.chunk_rows, self.chunk_vocab = chunk_rows, chunk_vocab
 

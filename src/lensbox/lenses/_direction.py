@@ -20,7 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .. import _html
-from .._errors import InputError, NonFiniteError
+from .._errors import InputError, NonFiniteError, check_choice, check_int
 from ..core._adapter import ModelAdapter, ModelLike, adapt
 
 DirectionNorm = Literal["none", "final"]
@@ -213,16 +213,10 @@ class DirectionLens:
         chunk_vocab: int = 8192,
     ) -> None:
         self.adapter: ModelAdapter = adapt(model)
-        if norm not in NORM_MEANING:
-            raise InputError(
-                "Unknown norm convention for a direction.",
-                expected=" or ".join(repr(n) for n in NORM_MEANING),
-                received=repr(norm),
-                fix="norm='none' reads d @ W_U; norm='final' applies the final norm first",
-            )
+        check_choice("norm", norm, NORM_MEANING, what="norm convention for a direction",
+                     fix="norm='none' reads d @ W_U; norm='final' applies the final norm first")
         for name, value in (("k", k), ("chunk_directions", chunk_directions), ("chunk_vocab", chunk_vocab)):
-            if value < 1:
-                raise InputError(f"{name} must be positive.", expected=f"{name} >= 1", received=str(value), fix=f"e.g. {name}=5")
+            check_int(name, value)
         if k > self.adapter.d_vocab:
             raise InputError(
                 "k is larger than the vocabulary.",

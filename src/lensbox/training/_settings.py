@@ -15,7 +15,7 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
-from .._errors import InputError
+from .._errors import InputError, check_choice, check_int
 from ..core._sites import SitesSpec
 from ..lenses import TunedLens
 
@@ -70,11 +70,11 @@ class TrainSettings:
     corpus: Optional[Dict[str, Any]] = None
 
     def __post_init__(self) -> None:
-        _check_choice("schedule", self.schedule, ("cosine", "linear", "constant"))
-        _check_choice("optimizer", self.optimizer, ("adam", "sgd"))
-        _check_choice("translator", self.translator, ("affine", "bias", "lowrank"))
-        _check_int("rank", self.rank, 1)
-        _check_int("select_tokens", self.select_tokens, 1)
+        check_choice("schedule", self.schedule, ("cosine", "linear", "constant"))
+        check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        check_choice("translator", self.translator, ("affine", "bias", "lowrank"))
+        check_int("rank", self.rank, 1)
+        check_int("select_tokens", self.select_tokens, 1)
         for name in ("ridge", "shrink"):
             v = getattr(self, name)
             if v == "auto":
@@ -84,18 +84,18 @@ class TrainSettings:
                 raise InputError(f"Invalid {name}.", expected=f"'auto' or a number in [0, {top}]", received=repr(v),
                                  fix=f"pass {name}='auto' to choose it on held-out text")
         if isinstance(self.init, str):
-            _check_choice("init", self.init, ("lstsq", "identity"), extra=" or a TunedLens")
+            check_choice("init", self.init, ("lstsq", "identity"), extra=" or a TunedLens")
         positive = ("batch_size", "grad_accum", "chunk_rows", "checkpoint_every", "shuffle_buffer")
         for name in positive:
-            _check_int(name, getattr(self, name), 1)
-        _check_int("window", self.window, 2)
-        _check_int("warmup_steps", self.warmup_steps, 0)
-        _check_int("max_val_tokens", self.max_val_tokens, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("window", self.window, 2)
+        check_int("warmup_steps", self.warmup_steps, 0)
+        check_int("max_val_tokens", self.max_val_tokens, 0)
         for name in ("steps", "token_budget", "init_tokens"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 0 if name == "steps" else 1)
+                check_int(name, getattr(self, name), 0 if name == "steps" else 1)
         if self.sites_per_token is not None:
-            _check_int("sites_per_token", self.sites_per_token, 1)
+            check_int("sites_per_token", self.sites_per_token, 1)
         for name in ("weight_decay",):
             if not getattr(self, name) >= 0:
                 raise InputError(f"Invalid {name}.", expected="a non-negative number", received=repr(getattr(self, name)),
@@ -103,18 +103,6 @@ class TrainSettings:
         if self.steps is not None and self.token_budget is not None:
             raise InputError("Give steps or token_budget, not both.", expected="one of them",
                              received=f"steps={self.steps}, token_budget={self.token_budget}", fix="drop one")
-
-
-def _check_choice(name: str, value: object, choices: Tuple[str, ...], extra: str = "") -> None:
-    if value not in choices:
-        raise InputError(f"Unknown {name}.", expected=" | ".join(repr(c) for c in choices) + extra,
-                         received=repr(value), fix=f"pass {name}={choices[0]!r}")
-
-
-def _check_int(name: str, value: object, lowest: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-        raise InputError(f"Invalid {name}.", expected=f"an integer >= {lowest}", received=repr(value),
-                         fix=f"pass {name}={max(lowest, 1)} or more")
 
 
 @dataclasses.dataclass(frozen=True)
