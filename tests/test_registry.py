@@ -237,14 +237,3 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
         assert get_analyzer("norms").__module__ == "plugin_pkg"  # loaded from the entry point
     finally:
         sys.modules.pop("plugin_pkg", None)
-
-
-def test_import_has_no_side_effects():
-    code = (
-        "import sys; import lensbox; "
-        "bad = [m for m in ('transformer_lens', 'transformers', 'matplotlib', 'plotly', 'sklearn', 'pandas') if m in sys.modules]; "
-        "print(bad)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"

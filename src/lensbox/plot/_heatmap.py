@@ -84,12 +84,11 @@ def heatmap_values(result: LensResult, metric: str, *, batch: int = 0) -> Float[
     return t.cpu().numpy()
 
 
-def _luminance(rgba: tuple[float, float, float, float]) -> float:
-    def lin(c: float) -> float:
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (lin(c) for c in rgba[:3])
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+def _luminance(rgba: Float[np.ndarray, "*cells 4"]) -> Float[np.ndarray, "*cells"]:
+    """Relative luminance (sRGB) of RGBA colours, one per cell."""
+    c = np.asarray(rgba, dtype=np.float64)[..., :3]
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return lin @ np.array([0.2126, 0.7152, 0.0722])
 
 
 def colour_norm(
@@ -155,13 +154,12 @@ def _draw_cells(
     font_size = cell_font(label_chars)
     # A white halo keeps the dark outline visible on dark cells.
     halo = [patheffects.Stroke(linewidth=2.8, foreground="white"), patheffects.Normal()]
+    # White text on dark cells; the colours of all cells at once (one call instead of one per cell).
+    white = np.isfinite(values) & (_luminance(colormap(norm(values))) <= 0.35)
     for ri, row in enumerate(rows):
         for ci, col in enumerate(cols):
-            v = values[ri, ci]
             if cell_text:
-                color = "black"
-                if np.isfinite(v) and _luminance(colormap(norm(v))) <= 0.35:
-                    color = "white"
+                color = "white" if white[ri, ci] else "black"
                 text = ax.text(ci, ri, clip_label(result.top_labels[b][row][col][0], label_chars),
                                ha="center", va="center", fontsize=font_size, color=color, parse_math=False)
                 text.set_gid(_CELL_TEXT_GID)
