@@ -58,6 +58,12 @@ def fitted(bridge, windows):
     return probe.fit(bridge, windows, batch_size=16, progress=False)
 
 
+@pytest.fixture(scope="module")
+def fitted_eval(bridge, fitted, held_out):
+    """``fitted.evaluate(bridge, held_out)``, computed once for the tests that only read it."""
+    return fitted.evaluate(bridge, held_out, progress=False)
+
+
 def _lstsq_ridge(x, y, alpha):
     """Independent reference: centre, append sqrt(lambda) I rows, solve with torch.linalg.lstsq."""
     x, y = x.double(), y.double()
@@ -176,8 +182,8 @@ def test_softmax_settings_validated():
 
 
 # ---------------------------------------------------------------------- on a tiny model
-def test_probe_recovers_input_token_from_embeddings(bridge, fitted, held_out):
-    ev = fitted.evaluate(bridge, held_out, progress=False)
+def test_probe_recovers_input_token_from_embeddings(bridge, fitted, held_out, fitted_eval):
+    ev = fitted_eval
     assert isinstance(ev, ProbeEvaluation)
     acc = ev.accuracy("ridge_cos")
     si, oi = ev.sites.index(Site.embed()), ev.offsets.index(0)
@@ -190,9 +196,9 @@ def test_probe_recovers_input_token_from_embeddings(bridge, fitted, held_out):
     assert float(ev.cos_true[si, oi]) > 0.95
 
 
-def test_evaluation_counts_match_independent_computation(bridge, fitted, held_out):
+def test_evaluation_counts_match_independent_computation(bridge, fitted, held_out, fitted_eval):
     adapter = lensbox.adapt(bridge)
-    ev = fitted.evaluate(bridge, held_out, progress=False)
+    ev = fitted_eval
     streams = adapter.run_and_capture(held_out, fitted.fitted_sites)
     W_E = adapter.W_E.detach().float()
     for si, site in enumerate(ev.sites):
@@ -262,8 +268,8 @@ def test_relation_to_embedding(bridge, fitted):
     torch.testing.assert_close(basis.T @ basis, torch.eye(8), atol=1e-4, rtol=0)
 
 
-def test_result_repr_and_pandas(bridge, fitted, held_out):
-    ev = fitted.evaluate(bridge, held_out, progress=False)
+def test_result_repr_and_pandas(bridge, fitted, held_out, fitted_eval):
+    ev = fitted_eval
     text = repr(ev)
     assert "ProbeEvaluation" in text and "resid_post.1" in text and "k=-1" in text
     df = ev.to_pandas()
@@ -314,7 +320,7 @@ def test_text_windows(bridge, windows):
 
 
 # ---------------------------------------------------------------------- save / load
-def test_save_load_round_trip(bridge, fitted, held_out, tmp_path):
+def test_save_load_round_trip(bridge, fitted, held_out, fitted_eval, tmp_path):
     path = fitted.save(tmp_path / "probe")
     assert sorted(p.name for p in path.iterdir()) == ["probe.json", "probe.safetensors"]
     cfg = json.loads((path / "probe.json").read_text())
@@ -331,7 +337,7 @@ def test_save_load_round_trip(bridge, fitted, held_out, tmp_path):
         assert torch.equal(loaded.softmax[key].classes, p.classes)
         torch.testing.assert_close(loaded.softmax[key].weight, p.weight, rtol=0, atol=0)
     assert torch.equal(loaded.token_counts, fitted.token_counts) and loaded.majority == fitted.majority
-    a = fitted.evaluate(bridge, held_out, progress=False)
+    a = fitted_eval
     b = loaded.evaluate(bridge, held_out, progress=False)
     assert torch.equal(a.correct1, b.correct1) and torch.equal(a.correct5, b.correct5) and torch.equal(a.n, b.n)
 
@@ -460,10 +466,10 @@ def _save_v1(probe, path, tensors=None):
     return path
 
 
-def test_version_1_probe_still_loads_and_can_be_replaced(bridge, fitted, held_out, tmp_path):
+def test_version_1_probe_still_loads_and_can_be_replaced(bridge, fitted, held_out, fitted_eval, tmp_path):
     path = _save_v1(fitted, tmp_path / "old")
     loaded = InputProbe.load(path, model=bridge)
-    a = fitted.evaluate(bridge, held_out, progress=False)
+    a = fitted_eval
     b = loaded.evaluate(bridge, held_out, progress=False)
     assert torch.equal(a.correct1, b.correct1) and torch.equal(a.n, b.n)
     with pytest.raises(lensbox.ArtifactError, match="overwrite=True"):
