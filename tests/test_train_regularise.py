@@ -100,3 +100,48 @@ def test_trained_on_is_recorded_and_shown(model):
     assert mixed.trained_on == "lensbox default mix (botchan, django-code)"
     assert "trained_on='lensbox default mix (botchan, django-code)'" in repr(mixed)
     del data
+
+
+def test_ridge_finalists_are_decided_by_held_out_kl_computed_like_plain_pytorch(model):
+    """Of the strengths with the lowest held-out squared error, the one with the lowest held-out
+    KL(final || lens) wins, site by site; the KL matches a plain decode of the same rows."""
+    from lensbox.core._adapter import adapt
+    from lensbox.core._sites import Site
+    from lensbox.training._objective import capture
+    from lensbox.training._select import held_out_sets, held_out_stats, ridge_finalists_by_kl
+
+    a = adapt(model)
+    final = Site.resid_post(a.n_layers - 1)
+    sites = [Site.embed(), Site.resid_post(0)]
+    train_w, held_w = random_windows(6, 16, seed=3), random_windows(4, 16, seed=4)
+    train = LstsqStats(len(sites), a.d_model, scale_invariant=True)
+    streams = capture(a, train_w, sites)
+    F = streams[final].reshape(-1, a.d_model)
+    train.add(torch.stack([streams[s].reshape(F.shape[0], -1) for s in sites]), F)
+    held = held_out_sets(a, sites, {"held": held_w}, batch_size=2)
+    _, _, _, errors = choose_ridge(train, held_out_stats(held, sites, final, a.d_model, True), "affine", 16)
+    W, b, chosen, table = ridge_finalists_by_kl(a, train, sites, held, errors, "affine", 16, chunk_rows=32, finalists=3)
+
+    torch.set_grad_enabled(False)
+    try:
+        _check_kl_table(a, train, sites, final, held_w, errors, W, b, chosen, table)
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def _check_kl_table(a, train, sites, final, held_w, errors, W, b, chosen, table):
+    got = a.run_and_capture(held_w, sorted(set(sites) | {final}))
+    p_log = torch.log_softmax(a.decode(got[final].reshape(-1, a.d_model)).double(), -1)
+    for i, s in enumerate(sites):
+        ranked = sorted(RIDGE_GRID, key=lambda lam: errors[repr(lam)][i])[:3]
+        assert set(table[s.name]) == {repr(lam) for lam in ranked}
+        for lam in ranked:
+            Wl, bl = train.solve(lam)
+            h = got[s].reshape(-1, a.d_model).float()
+            q_log = torch.log_softmax(a.decode(h + h @ Wl[i].T + bl[i]).double(), -1)
+            kl = float((p_log.exp() * (p_log - q_log)).sum(-1).mean())
+            assert table[s.name][repr(lam)] == pytest.approx(kl, rel=1e-3, abs=1e-4)
+        best = min(ranked, key=lambda lam: table[s.name][repr(lam)])
+        assert chosen[i] == best
+        torch.testing.assert_close(W[i], train.solve(best)[0][i])
+        torch.testing.assert_close(b[i], train.solve(best)[1][i])

@@ -13,7 +13,8 @@ from ._lstsq import LstsqStats, low_rank, scale_invariant_norm
 from ._objective import capture
 from ._run import Run
 from ._select import (
-    FALLBACK_RIDGE, HeldOut, choose_ridge, choose_shrink, describe_sets, held_out_sets, held_out_stats,
+    FALLBACK_RIDGE, RIDGE_FINALISTS, RIDGE_KL_TOKENS, HeldOut, choose_ridge, choose_shrink, describe_sets,
+    held_out_sets, held_out_stats, ridge_finalists_by_kl,
 )
 from ._stream import raw_windows
 
@@ -53,9 +54,14 @@ def lstsq_start(run: Run) -> Tuple[torch.Tensor, torch.Tensor, int]:
         return W, b, n_init
     held_stats = held_out_stats(held, sites, run.final, a.d_model, stats.scale_invariant)
     W, b, chosen, errors = choose_ridge(stats, held_stats, p.translator, p.rank)
-    run.selection["ridge"] = {s.name: lam for s, lam in zip(sites, chosen)}
-    run.selection["ridge_rule"] = "per site, lowest held-out squared error (sets weighted equally)"
     run.selection["ridge_held_out_mse"] = errors
+    W, b, chosen, kls = ridge_finalists_by_kl(a, stats, sites, held, errors, p.translator, p.rank,
+                                              chunk_rows=run.settings.chunk_rows)
+    run.selection["ridge"] = {s.name: lam for s, lam in zip(sites, chosen)}
+    run.selection["ridge_rule"] = (f"per site, of the {RIDGE_FINALISTS} strengths with the lowest held-out squared error, "
+                                   f"the lowest held-out KL(final || lens) on at most {RIDGE_KL_TOKENS} tokens per set "
+                                   "(sets weighted equally)")
+    run.selection["ridge_held_out_kl"] = kls
     run.say("ridge chosen per site on held-out text: " + ", ".join(
         f"{lam:g} x{chosen.count(lam)}" for lam in sorted(set(chosen))))
     return W, b, n_init

@@ -8,7 +8,11 @@ text's own validation windows: the choice trades in-domain fit for robustness el
 
 * ridge (``ridge="auto"``): the least-squares translators are solved for every strength in
   `RIDGE_GRID`; their held-out squared error (the start's own objective, exact from
-  the sets' normal-equation sums, no decoding) picks the strength per site;
+  the sets' normal-equation sums, no decoding) keeps the `RIDGE_FINALISTS` best strengths
+  per site, and the held-out KL(final || lens) of those, on at most `RIDGE_KL_TOKENS` tokens
+  per set, picks the strength. The squared error alone is a poor guide where the regression
+  explains little: at SmolLM2's embeddings it prefers ridge 0.1, whose lens is 2.8x further
+  from the final distribution (KL 8.8 vs 3.2 nats on held-out English) than ridge 0.01's;
 * shrinkage (``shrink="auto"``): after the refinement each site's translator becomes
   ``start + alpha * (refined - start)`` with ``alpha`` in `SHRINK_GRID` chosen by the
   held-out KL(final || lens) at that site (``alpha = 1``: the refined translator, ``0``:
@@ -17,7 +21,7 @@ text's own validation windows: the choice trades in-domain fit for robustness el
 """
 
 import dataclasses
-from typing import Any, Dict, List, Literal, Sequence, Tuple
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -32,6 +36,10 @@ from ._objective import capture, micro_batch_kl
 RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 #: Shrinkage factors tried by ``shrink="auto"``: 0 = the least-squares start, 1 = the refined lens.
 SHRINK_GRID = (0.0, 0.5, 1.0)
+#: How many strengths (the best by held-out squared error) are compared by held-out KL, per site.
+RIDGE_FINALISTS = 2
+#: Held-out tokens per set decoded for the KL comparison of the ridge finalists.
+RIDGE_KL_TOKENS = 256
 #: The fixed ridge used when nothing is held out to choose one.
 FALLBACK_RIDGE = 1e-3
 
@@ -107,19 +115,72 @@ def choose_ridge(
     return W_best, b_best, chosen, errors
 
 
-def held_out_kl(adapter: ModelAdapter, tr: Translators, held: List[HeldOut], *, chunk_rows: int) -> Tensor:
-    """Mean KL(final || lens) per site on each set, summed over the sets: ``[site]``."""
+def held_out_kl(
+    adapter: ModelAdapter, tr: Translators, held: List[HeldOut], *, chunk_rows: int, max_tokens: Optional[int] = None
+) -> Tensor:
+    """Mean KL(final || lens) per site on each set, summed over the sets: ``[site]``.
+
+    ``max_tokens``: read only the first batches of each set, until that many tokens.
+    """
     total = torch.zeros(len(tr.sites), dtype=torch.float64)
     with torch.no_grad():
         for h in held:
             kl = torch.zeros(len(tr.sites), dtype=torch.float64)
             cnt = torch.zeros(len(tr.sites), dtype=torch.float64)
             for streams in h.streams:
+                if max_tokens is not None and float(cnt.max()) >= max_tokens:
+                    break
                 k, c = micro_batch_kl(adapter, tr, streams, mask=None, weight=0.0, chunk_rows=chunk_rows, want_grad=False)
                 kl += k
                 cnt += c
             total += kl / cnt.clamp_min(1)
     return total
+
+
+def ridge_finalists_by_kl(
+    adapter: ModelAdapter,
+    train: LstsqStats,
+    sites: Sequence[Site],
+    held: List[HeldOut],
+    errors: Dict[str, List[float]],
+    kind: TranslatorKind,
+    rank: int,
+    *,
+    chunk_rows: int,
+    finalists: int = RIDGE_FINALISTS,
+    max_tokens: int = RIDGE_KL_TOKENS,
+) -> Tuple[Tensor, Tensor, List[float], Dict[str, Dict[str, float]]]:
+    """Per site, of the ``finalists`` strengths with the lowest held-out squared error (``errors``,
+    from `choose_ridge`), the one with the lowest held-out KL(final || lens).
+
+    Returns ``(weight, bias, chosen strength per site, {site: {str(strength): held-out KL}})``.
+    """
+    grid = [float(k) for k in errors]
+    n_sites = len(sites)
+    ranked = [sorted(grid, key=lambda lam: errors[repr(lam)][i])[:finalists] for i in range(n_sites)]
+    solved = {lam: train.solve(lam, kind, rank) for lam in sorted({lam for r in ranked for lam in r})}
+    tr = Translators(sites, train.xty.shape[-1])
+    best_kl = torch.full((n_sites,), float("inf"), dtype=torch.float64)
+    chosen = [r[0] for r in ranked]
+    W = torch.empty_like(solved[chosen[0]][0])
+    b = torch.empty_like(solved[chosen[0]][1])
+    table: Dict[str, Dict[str, float]] = {s.name: {} for s in sites}
+    for k in range(finalists):
+        cand = [r[min(k, len(r) - 1)] for r in ranked]
+        with torch.no_grad():
+            for i, lam in enumerate(cand):
+                tr.weight[i].copy_(solved[lam][0][i])
+                tr.bias[i].copy_(solved[lam][1][i])
+        tr.to(adapter.device)
+        kl = held_out_kl(adapter, tr, held, chunk_rows=chunk_rows, max_tokens=max_tokens)
+        for i, lam in enumerate(cand):
+            table[sites[i].name][repr(lam)] = float(kl[i])
+            if float(kl[i]) < float(best_kl[i]):
+                best_kl[i] = kl[i]
+                chosen[i] = lam
+    for i, lam in enumerate(chosen):
+        W[i], b[i] = solved[lam][0][i], solved[lam][1][i]
+    return W, b, chosen, table
 
 
 def choose_shrink(
@@ -168,6 +229,7 @@ def describe_sets(held: List[HeldOut]) -> List[Dict[str, Any]]:
 
 
 __all__ = [
-    "FALLBACK_RIDGE", "RIDGE_GRID", "SHRINK_GRID", "HeldOut", "TranslatorKind", "choose_ridge", "choose_shrink",
-    "describe_sets", "held_out_kl", "held_out_sets", "held_out_stats",
+    "FALLBACK_RIDGE", "RIDGE_FINALISTS", "RIDGE_GRID", "RIDGE_KL_TOKENS", "SHRINK_GRID", "HeldOut", "TranslatorKind",
+    "choose_ridge", "choose_shrink", "describe_sets", "held_out_kl", "held_out_sets", "held_out_stats",
+    "ridge_finalists_by_kl",
 ]

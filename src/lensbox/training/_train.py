@@ -111,8 +111,8 @@ def train_tuned_lens(
         init_tokens: tokens for the least-squares start (default: all the training windows; part
             of the budget, never more than it).
         ridge: relative ridge strength of the least-squares fit (towards the identity), or 'auto':
-            chosen per site from ``RIDGE_GRID`` by the squared error on the held-out sets (the
-            validation windows, and ``val_data``).
+            chosen per site on the held-out sets (the validation windows, and ``val_data``): the two
+            strengths of ``RIDGE_GRID`` with the lowest squared error, then the lower held-out KL.
         shrink: after the refinement each translator becomes ``start + shrink * (refined - start)``;
             'auto' chooses it per site from (0, 0.5, 1) by the held-out KL(final || lens); 1 keeps
             the refined translators as they are.
