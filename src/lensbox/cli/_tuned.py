@@ -328,7 +328,8 @@ def _add_train(sub: Any) -> None:
                    help="tokens read for the least-squares start (default: 64 windows' worth)")
     o.add_argument("--ridge", type=_auto_or(common.nonnegative_float), default=d["ridge"],
                    help="ridge strength of the least-squares start, relative, towards the identity; 'auto' chooses "
-                        "it per site by the squared error on the held-out text (validation windows, --val-text)")
+                        "it per site on the held-out text (validation windows, --val-text): the two strengths with the "
+                        "lowest squared error, then the lower KL")
     o.add_argument("--shrink", type=_auto_or(common.unit_interval), default=d["shrink"],
                    help="after the refinement, translator = start + SHRINK x (refined - start); 'auto' chooses it "
                         "per site from 0, 0.5, 1 by the held-out KL(final || lens); 1 keeps the refined lens")
