@@ -36,6 +36,7 @@ import hashlib
 import inspect
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -319,6 +320,7 @@ def write(args: argparse.Namespace, n: int, budget: int, n_eval: int, sites: Lis
         "config": {"train_windows": n, "train_tokens": budget, "eval_tokens_per_domain": n_eval * WINDOW,
                    "sites": sites, "site_stride": args.site_stride, "select_tokens": args.select_tokens,
                    "threads": args.threads, "quick": args.quick, "validation_domain": VALIDATION_DOMAIN[0],
+                   "command": " ".join(["bench/tuned_lens_domains.py", *sys.argv[1:]]),
                    "mix": mix_desc,
                    "unigram": f"token frequencies of the Botchan training windows mixed with {UNIGRAM_UNIFORM_SHARE:.0%} uniform"},
         "lenses": {name: {"trained_on": LENSES[name]["trained_on"], "training": lens.config.get("training", {}),
@@ -381,7 +383,7 @@ def render(out: Dict[str, Any]) -> str:
         "Italian, Portuguese, Korean, Arabic and Greek are languages none of the lenses was trained on; French "
         "and Chinese are unseen by *before* and *after*, held-out text of seen languages for *mix*.",
         "",
-        "Produced by `bench/tuned_lens_domains.py`" + (" --quick" if c["quick"] else "")
+        f"Produced by `{c['command']}`"
         + f" on a 2-core machine; training wall time (shared with test runs, so an upper bound): "
         + ", ".join(f"{k} {v['metrics'].get('wall_s', '?')} s" for k, v in out["lenses"].items())
         + f"; this run {out['total_s'] / 60:.0f} min (trained lenses and evaluated parts are reused from the cache).",
