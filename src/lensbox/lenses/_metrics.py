@@ -76,26 +76,25 @@ class Metric:
         return t if batch is None else t[batch]
 
 
-def _top_logits(result: Any) -> Tensor:
-    if result.top_logits is None:
+def _required(result: Any, field: str, what: str) -> Tensor:
+    """``result.<field>``, or an InputError saying which lens fills it."""
+    value = getattr(result, field)
+    if value is None:
         raise InputError(
-            "This result carries no raw logits.",
-            expected="a LensResult from lensbox.logit_lens / tuned_lens (they fill top_logits)",
-            received="top_logits=None",
+            f"This result carries no {what}.",
+            expected=f"a LensResult from lensbox.logit_lens / tuned_lens (they fill {field})",
+            received=f"{field}=None",
             fix="rerun the lens with this version of lensbox",
         )
-    return result.top_logits[..., 0]
+    return value
+
+
+def _top_logits(result: Any) -> Tensor:
+    return _required(result, "top_logits", "raw logits")[..., 0]
 
 
 def _input_rank(result: Any) -> Tensor:
-    if result.input_rank is None:
-        raise InputError(
-            "This result carries no input-token ranks.",
-            expected="a LensResult from lensbox.logit_lens / tuned_lens (they fill input_rank)",
-            received="input_rank=None",
-            fix="rerun the lens with this version of lensbox",
-        )
-    return result.input_rank.float()
+    return _required(result, "input_rank", "input-token ranks").float()
 
 
 _KL = "magma_r"
