@@ -97,19 +97,22 @@ def _stored(path: Path, key: str) -> Path:
     return _cache_dir() / f"{path.stem}-{key[:20]}.ipynb"
 
 
+def _fresh_requested() -> bool:
+    return os.environ.get("LENSBOX_NOTEBOOKS_FRESH") == "1"
+
+
 def cached(path: Path) -> bool:
-    """Whether an executed copy of this notebook's current content is in the cache."""
-    if os.environ.get("LENSBOX_NOTEBOOKS_FRESH") == "1":
-        return False
-    return _stored(Path(path), content_key(Path(path))).is_file()
+    """Whether an executed copy of this notebook's current content is in the cache (and may be used)."""
+    return not _fresh_requested() and _stored(Path(path), content_key(Path(path))).is_file()
 
 
-def from_cache(path: Path) -> "tuple[Any, float, bool] | None":
-    """``(executed notebook, seconds, True)`` from the cache, or None when its current content is not there."""
+def from_cache(path: Path, key: "str | None" = None) -> "tuple[Any, float, bool] | None":
+    """``(executed notebook, seconds, True)`` from the cache, or None when its current content
+    (``key``, computed when not given) is not there."""
     import nbformat
 
     path = Path(path)
-    key = content_key(path)
+    key = key or content_key(path)
     stored = _stored(path, key)
     if not stored.is_file():
         return None
@@ -124,11 +127,10 @@ def execute(path: Path, *, fresh: bool = False) -> tuple[Any, float, bool]:
     import nbformat
 
     path = Path(path)
-    fresh = fresh or os.environ.get("LENSBOX_NOTEBOOKS_FRESH") == "1"
-    got = None if fresh else from_cache(path)
+    key = content_key(path)
+    got = None if fresh or _fresh_requested() else from_cache(path, key)
     if got is not None:
         return got
-    key = content_key(path)
     stored = _stored(path, key)
     cache = stored.parent
     nb, seconds = _run(path)

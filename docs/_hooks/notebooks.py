@@ -37,9 +37,13 @@ PLOTLY_JS = "assets/plotly.min.js"
 
 
 def _runner() -> Any:
+    """scripts/run_notebooks.py as a module, loaded once per build process."""
+    if "runner" in _state:
+        return _state["runner"]
     spec = importlib.util.spec_from_file_location("lensbox_run_notebooks", ROOT / "scripts" / "run_notebooks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
+    _state["runner"] = module
     return module
 
 
