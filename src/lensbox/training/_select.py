@@ -21,7 +21,7 @@ text's own validation windows: the choice trades in-domain fit for robustness el
 """
 
 import dataclasses
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -137,6 +137,41 @@ def held_out_kl(
     return total
 
 
+def best_per_site(
+    adapter: ModelAdapter,
+    tr: Translators,
+    candidates: Iterable[Tuple[Tensor, Tensor]],
+    held: List[HeldOut],
+    *,
+    chunk_rows: int,
+    max_tokens: Optional[int] = None,
+) -> Tuple[List[int], List[List[float]]]:
+    """Try each candidate ``(weight, bias)`` (all sites stacked) in ``tr`` and leave ``tr`` holding, per
+    site, the candidate with the lowest held-out KL(final || lens) (the first one on a tie).
+
+    Returns ``(index of the chosen candidate per site, held-out KL per candidate and site)``.
+    """
+    table: List[List[float]] = []
+    best: Optional[Tensor] = None
+    chosen: List[int] = []
+    with torch.no_grad():
+        Wb, bb = tr.weight.detach().clone(), tr.bias.detach().clone()
+        for k, (W, b) in enumerate(candidates):
+            tr.weight.copy_(W)
+            tr.bias.copy_(b)
+            kl = held_out_kl(adapter, tr, held, chunk_rows=chunk_rows, max_tokens=max_tokens)
+            table.append([float(x) for x in kl])
+            better = torch.ones_like(kl, dtype=torch.bool) if best is None else kl < best
+            best = kl.clone() if best is None else torch.where(better, kl, best)
+            m = better.to(Wb.device)
+            Wb = torch.where(m[:, None, None], tr.weight, Wb)
+            bb = torch.where(m[:, None], tr.bias, bb)
+            chosen = [k if bool(x) else c for x, c in zip(better, chosen or [0] * len(kl))]
+        tr.weight.copy_(Wb)
+        tr.bias.copy_(bb)
+    return chosen, table
+
+
 def ridge_finalists_by_kl(
     adapter: ModelAdapter,
     train: LstsqStats,
@@ -156,31 +191,20 @@ def ridge_finalists_by_kl(
     Returns ``(weight, bias, chosen strength per site, {site: {str(strength): held-out KL}})``.
     """
     grid = [float(k) for k in errors]
-    n_sites = len(sites)
-    ranked = [sorted(grid, key=lambda lam: errors[repr(lam)][i])[:finalists] for i in range(n_sites)]
+    ranked = [sorted(grid, key=lambda lam: errors[repr(lam)][i])[:finalists] for i in range(len(sites))]
     solved = {lam: train.solve(lam, kind, rank) for lam in sorted({lam for r in ranked for lam in r})}
-    tr = Translators(sites, train.xty.shape[-1])
-    best_kl = torch.full((n_sites,), float("inf"), dtype=torch.float64)
-    chosen = [r[0] for r in ranked]
-    W = torch.empty_like(solved[chosen[0]][0])
-    b = torch.empty_like(solved[chosen[0]][1])
+    strengths = [[r[min(k, len(r) - 1)] for r in ranked] for k in range(finalists)]  # candidate k, per site
+    candidates = (
+        tuple(torch.stack([solved[lam][j][i] for i, lam in enumerate(cand)]) for j in (0, 1)) for cand in strengths
+    )
+    tr = Translators(sites, train.xty.shape[-1]).to(adapter.device)
+    idx, kls = best_per_site(adapter, tr, candidates, held, chunk_rows=chunk_rows, max_tokens=max_tokens)
     table: Dict[str, Dict[str, float]] = {s.name: {} for s in sites}
-    for k in range(finalists):
-        cand = [r[min(k, len(r) - 1)] for r in ranked]
-        with torch.no_grad():
-            for i, lam in enumerate(cand):
-                tr.weight[i].copy_(solved[lam][0][i])
-                tr.bias[i].copy_(solved[lam][1][i])
-        tr.to(adapter.device)
-        kl = held_out_kl(adapter, tr, held, chunk_rows=chunk_rows, max_tokens=max_tokens)
+    for cand, kl in zip(strengths, kls):
         for i, lam in enumerate(cand):
-            table[sites[i].name][repr(lam)] = float(kl[i])
-            if float(kl[i]) < float(best_kl[i]):
-                best_kl[i] = kl[i]
-                chosen[i] = lam
-    for i, lam in enumerate(chosen):
-        W[i], b[i] = solved[lam][0][i], solved[lam][1][i]
-    return W, b, chosen, table
+            table[sites[i].name][repr(lam)] = kl[i]
+    chosen = [strengths[k][i] for i, k in enumerate(idx)]
+    return tr.weight.detach().cpu(), tr.bias.detach().cpu(), chosen, table
 
 
 def choose_shrink(
@@ -198,30 +222,9 @@ def choose_shrink(
     """
     W1, b1 = tr.weight.detach().clone(), tr.bias.detach().clone()
     W0, b0 = start[0].to(W1.device), start[1].to(b1.device)
-    table: Dict[str, List[float]] = {}
-    best = None
-    alphas: List[float] = []
-    Wb, bb = W1.clone(), b1.clone()
-    with torch.no_grad():
-        for a in grid:
-            tr.weight.copy_(W0 + a * (W1 - W0))
-            tr.bias.copy_(b0 + a * (b1 - b0))
-            kl = held_out_kl(adapter, tr, held, chunk_rows=chunk_rows)
-            table[repr(a)] = [float(x) for x in kl]
-            if best is None:
-                best, alphas = kl.clone(), [a] * len(kl)
-                Wb.copy_(tr.weight)
-                bb.copy_(tr.bias)
-                continue
-            better = kl < best
-            best = torch.where(better, kl, best)
-            m = better.to(Wb.device)
-            Wb = torch.where(m[:, None, None], tr.weight, Wb)
-            bb = torch.where(m[:, None], tr.bias, bb)
-            alphas = [a if bool(x) else c for x, c in zip(better, alphas)]
-        tr.weight.copy_(Wb)
-        tr.bias.copy_(bb)
-    return alphas, table
+    candidates = ((W0 + a * (W1 - W0), b0 + a * (b1 - b0)) for a in grid)
+    idx, kls = best_per_site(adapter, tr, candidates, held, chunk_rows=chunk_rows)
+    return [grid[k] for k in idx], {repr(a): kl for a, kl in zip(grid, kls)}
 
 
 def describe_sets(held: List[HeldOut]) -> List[Dict[str, Any]]:
@@ -230,6 +233,6 @@ def describe_sets(held: List[HeldOut]) -> List[Dict[str, Any]]:
 
 __all__ = [
     "FALLBACK_RIDGE", "RIDGE_FINALISTS", "RIDGE_GRID", "RIDGE_KL_TOKENS", "SHRINK_GRID", "HeldOut", "TranslatorKind",
-    "choose_ridge", "choose_shrink", "describe_sets", "held_out_kl", "held_out_sets", "held_out_stats",
+    "best_per_site", "choose_ridge", "choose_shrink", "describe_sets", "held_out_kl", "held_out_sets", "held_out_stats",
     "ridge_finalists_by_kl",
 ]
