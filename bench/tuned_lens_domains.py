@@ -148,11 +148,7 @@ def train(model: Any, data: Any, name: str, budget: int, args: argparse.Namespac
         print(f"[bench] reusing {path}", flush=True)
         return TunedLens.load(path, model)
     t0 = time.perf_counter()
-    if kw.get("steps") == 0:  # the least-squares start alone, on the same tokens
-        kw["init_tokens"] = budget
-    else:
-        kw["token_budget"] = budget
-    lens = train_tuned_lens(model, data, select_tokens=args.select_tokens, **kw)
+    lens = train_tuned_lens(model, data, token_budget=budget, select_tokens=args.select_tokens, **kw)
     lens.config.setdefault("metrics", {})["wall_s"] = round(time.perf_counter() - t0, 1)
     lens.save(path, overwrite=True)
     print(f"[bench] trained {name} in {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
@@ -175,6 +171,7 @@ def evaluate_part(model: Any, windows: Any, lenses: Dict[str, Any], sites: List[
         warnings.simplefilter("always")
         ev = evaluate(model, windows, lenses, window=int(windows.shape[1]), sites=sites, unigram=probs, progress=False)
     cols = [*ev.lenses, *ev.baselines]
+    worse = lambda lens, than: [x.name for x in ev.worse_sites(lens, than)]  # noqa: E731
     return {
         "tokens": ev.tokens, "sites": [s.name for s in ev.sites],
         "kl": {c: ev.column(c, "kl") for c in cols},
@@ -182,20 +179,19 @@ def evaluate_part(model: Any, windows: Any, lenses: Dict[str, Any], sites: List[
         "mean_kl": {c: ev.mean(c, "kl") for c in cols},
         "mean_kl_no_embed": {c: ev.mean(c, "kl", include_embed=False) for c in cols},
         "mean_top1": {c: ev.mean(c, "top1_agree") for c in ev.lenses},
+        "worse_than_uniform": {c: worse(c, "uniform") for c in ev.lenses},
         "warnings": [str(w.message) for w in seen if "Lens '" in str(w.message)],
         "eval_s": round(time.perf_counter() - t0, 1),
     }
 
 
 def cached_part(key: str, run: Any) -> Any:
-    """An evaluation part from the cache (JSON) or computed now and cached (``run=None``: None when not cached)."""
+    """An evaluation part from the cache (JSON), or computed now by ``run()`` and cached."""
     from lensbox import cache_dir
 
     path = cache_dir() / "bench" / "tuned_lens_domains" / "eval" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    if run is None:
-        return None
     part = run()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(part, default=str), encoding="utf-8")
@@ -203,26 +199,15 @@ def cached_part(key: str, run: Any) -> Any:
 
 
 def combine(parts: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """One domain's row from its parts: every lens side by side, and the sites worse than uniform / logit."""
-    parts = sorted(parts, key=lambda p: p["tokens"] == 0)  # an evaluated part first (its sites, tokens)
+    """One domain's row from its parts (one per lens, each with the baselines): every lens side by side."""
     row: Dict[str, Any] = {"tokens": parts[0]["tokens"], "sites": parts[0]["sites"], "warnings": [], "eval_s": 0.0}
-    for key in ("kl", "top1_agree", "mean_kl", "mean_kl_no_embed", "mean_top1"):
+    for key in ("kl", "top1_agree", "mean_kl", "mean_kl_no_embed", "mean_top1", "worse_than_uniform"):
         row[key] = {}
         for p in parts:
             row[key].update(p[key])
     for p in parts:
         row["warnings"] += p["warnings"]
         row["eval_s"] += p["eval_s"]
-    last = len(row["sites"]) - 1
-
-    def worse(lens: str, ref: str) -> List[str]:
-        a, b = row["kl"][lens], row["kl"][ref]
-        return [s for i, s in enumerate(row["sites"]) if i < last and a[i] is not None and b[i] is not None
-                and not (math.isnan(a[i]) or math.isnan(b[i])) and a[i] > b[i]]
-
-    lenses = [k for k in row["top1_agree"]]
-    row["worse_than_uniform"] = {c: worse(c, "uniform") for c in lenses}
-    row["worse_than_logit"] = {c: worse(c, "logit") for c in lenses if c != "logit" and "logit" in row["kl"]}
     return row
 
 
@@ -292,7 +277,7 @@ def main() -> None:
         domains.append({**spec, "windows": domain_windows(model, text, n_eval),
                         "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]})
     results = []
-    cfg_key = f"{n}:{n_eval}:{','.join(sites)}:{UNIGRAM_UNIFORM_SHARE}"
+    cfg_key = f"{n}:{n_eval}:{','.join(sites)}:{UNIGRAM_UNIFORM_SHARE}:parts-v2"
     for dom in domains:
         parts = []
         for name in wanted:
